@@ -1,0 +1,50 @@
+# Entry points: make demo | make test | make bench  (see README.md)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+CONSTRAINTS := constraints/dev.txt
+STAMP := $(VENV)/.ceir-installed
+LOCAL_PACKAGES := . plugins/open-clip plugins/vae plugins/openai plugins/anthropic plugins/static \
+	exporters/onnx tests/plugin_fixtures/ceir-test-plugin tests/plugin_fixtures/ceir-broken-plugin
+PROJECT_FILES := pyproject.toml requirements-dev.txt $(CONSTRAINTS) \
+	$(wildcard plugins/*/pyproject.toml exporters/*/pyproject.toml tests/plugin_fixtures/*/pyproject.toml)
+export HF_HUB_OFFLINE := 1
+
+.PHONY: venv demo test lint typecheck pytest bench bench-quick clean
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Reinstalls only when a project file changed; a ready .venv is left alone.
+$(STAMP): $(PY) $(PROJECT_FILES)
+	$(PIP) install -q -c $(CONSTRAINTS) torch torchvision
+	$(PIP) install -q -c $(CONSTRAINTS) -r requirements-dev.txt $(addprefix -e ,$(LOCAL_PACKAGES))
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ceir demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ceir_sdk plugins exporters tests benchmarks scripts
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/run_all.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

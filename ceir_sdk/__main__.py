@@ -1,0 +1,3 @@
+from ceir_sdk.cli import main
+
+main()

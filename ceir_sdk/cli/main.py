@@ -1,0 +1,85 @@
+"""Top-level ``ceir`` group: core commands plus whatever plugins add."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ceir_sdk._version import __version__
+from ceir_sdk.errors import CeirError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ceir")
+def cli() -> None:
+    """ceir: concept-based, explainable image embeddings (CEIR)."""
+
+
+@cli.group()
+def export() -> None:
+    """Export a fitted model to a deployment format (formats come from plugins)."""
+
+
+@cli.group()
+def scale() -> None:
+    """Embed and index large collections on an existing engine (from plugins)."""
+
+
+def _add_core_commands() -> None:
+    # Each module keeps its heavy imports inside the command bodies.
+    from ceir_sdk.cli import plugins_cmd
+
+    cli.add_command(plugins_cmd.plugins)
+    for module_name in ("concepts_cmd", "model_cmd", "index_cmd", "demo_cmd"):
+        try:
+            module = __import__(f"ceir_sdk.cli.{module_name}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name == f"ceir_sdk.cli.{module_name}":
+                continue  # that part of the CLI is not built yet
+            raise
+        module.register(cli)
+
+
+def _add_plugin_commands() -> None:
+    from ceir_sdk.plugins import get_host
+
+    host = get_host()
+    for impl in host.pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:  # noqa: BLE001 - one plugin must not break the CLI
+            host._record_failure(impl.plugin_name, f"register_commands raised {type(exc).__name__}: {exc}")
+
+
+_BUILT = False
+
+
+def build() -> click.Group:
+    global _BUILT
+    if not _BUILT:
+        _add_core_commands()
+        _add_plugin_commands()
+        _BUILT = True
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        build()
+    except CeirError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    try:
+        cli.main(args=argv, prog_name="ceir", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except CeirError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)

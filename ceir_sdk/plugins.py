@@ -1,0 +1,252 @@
+"""Plugin discovery and the name registry.
+
+Entry points in the group ``ceir`` are loaded one at a time so a plugin whose import
+fails is reported (``ceir plugins``) instead of breaking the host. Environment:
+
+- ``CEIR_LOAD_PLUGINS=a,b`` loads only the named entry points ("" loads none);
+- ``CEIR_STRICT_PLUGINS=1`` turns any load failure or duplicate name into an error.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from ceir_sdk import hookspecs
+from ceir_sdk.errors import DuplicateNameError, PluginLoadError, UnknownNameError
+
+ENTRY_POINT_GROUP = "ceir"
+
+#: kind of component -> the hook that registers it
+KIND_HOOKS: dict[str, str] = {
+    "concept_source": "register_concept_sources",
+    "backbone": "register_backbones",
+    "latent_model": "register_latent_models",
+    "exporter": "register_exporters",
+}
+
+
+@dataclass(frozen=True)
+class Registration:
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    description: str = ""
+
+
+@dataclass
+class PluginStatus:
+    """What ``ceir plugins`` reports about one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": self.hooks,
+            "ok": self.ok,
+            "error": self.error,
+        }
+
+
+def strict_mode() -> bool:
+    return os.environ.get("CEIR_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _allowed_names() -> set[str] | None:
+    raw = os.environ.get("CEIR_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+class PluginHost:
+    """A pluggy manager plus the registry of named factories it collects."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.statuses: dict[str, PluginStatus] = {}
+        self._registry: dict[str, dict[str, Registration]] | None = None
+        self._conflicts: dict[tuple[str, str], list[str]] = {}
+
+    # -- loading -------------------------------------------------------------
+    def load_entry_points(
+        self, *, only: Iterable[str] | None = None, strict: bool | None = None
+    ) -> None:
+        strict = strict_mode() if strict is None else strict
+        allowed = set(only) if only is not None else _allowed_names()
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and ep.name not in allowed:
+                continue
+            if ep.name in self.statuses:
+                continue
+            dist = getattr(ep, "dist", None)
+            status = PluginStatus(
+                name=ep.name,
+                distribution=dist.name if dist is not None else None,
+                version=dist.version if dist is not None else None,
+            )
+            self.statuses[ep.name] = status
+            try:
+                plugin = ep.load()
+                self.pm.register(plugin, name=ep.name)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the host
+                status.error = f"{type(exc).__name__}: {exc}"
+                if strict:
+                    raise PluginLoadError(
+                        f"plugin {ep.name!r} ({ep.value}) failed to load: {status.error}\n"
+                        "Unset CEIR_STRICT_PLUGINS to skip it, or uninstall/fix the plugin.\n"
+                        + "".join(traceback.format_exception(exc)[-3:])
+                    ) from exc
+                continue
+            status.hooks = self._hooks_of(ep.name)
+        self._registry = None
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register an in-process plugin (a module or an object with hookimpls)."""
+        registered = self.pm.register(plugin, name=name)
+        if registered is None:
+            raise PluginLoadError(f"plugin {name!r} is blocked or already registered")
+        dist = None
+        self.statuses[registered] = PluginStatus(name=registered, distribution=dist, version=None)
+        self.statuses[registered].hooks = self._hooks_of(registered)
+        self._registry = None
+        return registered
+
+    def _hooks_of(self, plugin_name: str) -> list[str]:
+        plugin = self.pm.get_plugin(plugin_name)
+        if plugin is None:
+            return []
+        return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+
+    # -- the registry --------------------------------------------------------
+    def _collect(self) -> dict[str, dict[str, Registration]]:
+        if self._registry is not None:
+            return self._registry
+        registry: dict[str, dict[str, Registration]] = {kind: {} for kind in KIND_HOOKS}
+        self._conflicts = {}
+        for kind, hook_name in KIND_HOOKS.items():
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                register = self._make_register(registry, kind, impl.plugin_name)
+                kwargs = {"register": register}
+                try:
+                    impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
+                except DuplicateNameError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    self._record_failure(impl.plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}")
+        self._registry = registry
+        return registry
+
+    def _make_register(
+        self, registry: dict[str, dict[str, Registration]], kind: str, plugin_name: str
+    ) -> Callable[..., None]:
+        def register(name: str, factory: Callable[..., Any], description: str = "") -> None:
+            if not name or ":" in name:
+                raise ValueError(f"plugin {plugin_name!r}: invalid {kind} name {name!r} (no ':' allowed)")
+            existing = registry[kind].get(name)
+            if existing is not None:
+                self._conflicts.setdefault((kind, name), [existing.plugin]).append(plugin_name)
+                message = (
+                    f"{kind} name {name!r} is registered by both {existing.plugin!r} and "
+                    f"{plugin_name!r}; keep one (CEIR_LOAD_PLUGINS=... selects plugins)"
+                )
+                if strict_mode():
+                    raise DuplicateNameError(message)
+                self._record_failure(plugin_name, message)
+                return
+            registry[kind][name] = Registration(kind, name, factory, plugin_name, description)
+
+        return register
+
+    def _record_failure(self, plugin_name: str, message: str) -> None:
+        status = self.statuses.setdefault(
+            plugin_name, PluginStatus(name=plugin_name, distribution=None, version=None)
+        )
+        status.error = message if status.error is None else f"{status.error}; {message}"
+        if strict_mode():
+            raise PluginLoadError(f"plugin {plugin_name!r}: {message}")
+
+    def registrations(self, kind: str) -> dict[str, Registration]:
+        if kind not in KIND_HOOKS:
+            raise UnknownNameError(f"unknown kind {kind!r}; kinds: {', '.join(KIND_HOOKS)}")
+        return dict(self._collect()[kind])
+
+    def resolve(self, kind: str, spec: str, **options: Any) -> Any:
+        """Build a component from a name such as ``open-clip:ViT-B-32/laion2b_s34b_b79k``.
+
+        The part before the first ':' picks the registered factory; the rest (or None)
+        is passed to it as ``spec``.
+        """
+        name, _, rest = spec.partition(":")
+        regs = self.registrations(kind)
+        if (kind, name) in self._conflicts:
+            raise DuplicateNameError(
+                f"{kind} {name!r} is registered by several plugins: "
+                f"{', '.join(self._conflicts[(kind, name)])}; load only one with CEIR_LOAD_PLUGINS"
+            )
+        reg = regs.get(name)
+        if reg is None:
+            available = ", ".join(sorted(regs)) or "none (is a plugin installed? see `ceir plugins`)"
+            raise UnknownNameError(
+                f"no {kind.replace('_', ' ')} named {name!r}; available: {available}"
+            )
+        return reg.factory(rest or None, **options)
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide host, with installed entry points loaded on first use."""
+    global _HOST
+    if _HOST is None:
+        host = PluginHost()
+        host.load_entry_points()
+        _HOST = host
+    return _HOST
+
+
+def reset_host(host: PluginHost | None = None) -> None:
+    """Replace the process-wide host (tests use this to avoid installed plugins)."""
+    global _HOST
+    _HOST = host
+
+
+def resolve(kind: str, spec: str, **options: Any) -> Any:
+    return get_host().resolve(kind, spec, **options)
+
+
+def get_backbone(spec: str, **options: Any) -> Any:
+    return resolve("backbone", spec, **options)
+
+
+def get_concept_source(spec: str, **options: Any) -> Any:
+    return resolve("concept_source", spec, **options)
+
+
+def get_latent_model(spec: str, **options: Any) -> Any:
+    return resolve("latent_model", spec, **options)
+
+
+def get_exporter(spec: str, **options: Any) -> Any:
+    return resolve("exporter", spec, **options)

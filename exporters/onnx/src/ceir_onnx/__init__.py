@@ -1,0 +1,1 @@
+"""onnx plugin for ceir-sdk."""

@@ -1,0 +1,1 @@
+"""anthropic plugin for ceir-sdk."""

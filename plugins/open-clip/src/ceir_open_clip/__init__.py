@@ -1,0 +1,1 @@
+"""open-clip plugin for ceir-sdk."""

@@ -1,0 +1,1 @@
+"""static plugin for ceir-sdk."""

@@ -1,0 +1,1 @@
+"""vae plugin for ceir-sdk."""

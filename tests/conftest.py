@@ -1,0 +1,34 @@
+"""Shared test set-up: never reach a hub, never load plugins a test did not ask for."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from ceir_sdk import plugins as ceir_plugins  # noqa: E402
+
+
+@pytest.fixture
+def plugin_host(monkeypatch: pytest.MonkeyPatch) -> ceir_plugins.PluginHost:
+    """A fresh plugin host with no entry points loaded; tests register what they need."""
+    monkeypatch.delenv("CEIR_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("CEIR_STRICT_PLUGINS", raising=False)
+    host = ceir_plugins.PluginHost()
+    ceir_plugins.reset_host(host)
+    yield host
+    ceir_plugins.reset_host(None)
+
+
+@pytest.fixture
+def first_party_host(monkeypatch: pytest.MonkeyPatch) -> ceir_plugins.PluginHost:
+    """A host with exactly the first-party plugins loaded through their entry points."""
+    monkeypatch.delenv("CEIR_STRICT_PLUGINS", raising=False)
+    host = ceir_plugins.PluginHost()
+    host.load_entry_points(only=["open-clip", "vae", "openai", "anthropic", "static", "onnx"])
+    ceir_plugins.reset_host(host)
+    yield host
+    ceir_plugins.reset_host(None)
