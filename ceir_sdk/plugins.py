@@ -108,7 +108,7 @@ class PluginHost:
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the host
+            except Exception as exc:
                 status.error = f"{type(exc).__name__}: {exc}"
                 if strict:
                     raise PluginLoadError(
@@ -152,7 +152,7 @@ class PluginHost:
                     impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
                 except DuplicateNameError:
                     raise
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     self._record_failure(impl.plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}")
         self._registry = registry
         return registry
