@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ceir demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ceir_sdk plugins exporters tests benchmarks scripts
+	$(VENV)/bin/ruff check $(wildcard ceir_sdk plugins exporters tests benchmarks scripts)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
