@@ -1,0 +1,1 @@
+"""Bundled prompt files (package data)."""
