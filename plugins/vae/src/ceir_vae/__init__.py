@@ -1,1 +1,1 @@
-"""vae plugin for ceir-sdk."""
+"""ceir latent models: the CEIR VAE, identity and PCA (registered through ceir_vae.plugin)."""

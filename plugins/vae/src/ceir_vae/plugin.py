@@ -1,4 +1,4 @@
-"""Entry point of the vae plugin: registers its factories with ceir (light imports only)."""
+"""Entry point of the vae plugin: registers the latent models (torch is imported lazily)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,36 @@ from typing import Any
 from ceir_sdk import hookimpl
 
 
-def _not_built(spec: str | None, **options: Any) -> Any:
-    raise NotImplementedError("the vae latent_model is not implemented yet")
+def _no_spec(kind: str, spec: str | None) -> None:
+    if spec:
+        raise ValueError(f"latent model {kind!r} takes options, not a ':' suffix (got {spec!r})")
+
+
+def make_vae(spec: str | None = None, **options: Any) -> Any:
+    _no_spec("vae", spec)
+    from ceir_vae.vae import VAELatentModel
+
+    return VAELatentModel(**options)
+
+
+def make_identity(spec: str | None = None, **options: Any) -> Any:
+    _no_spec("identity", spec)
+    from ceir_vae.simple import IdentityLatentModel
+
+    if options:
+        raise TypeError(f"the identity latent model takes no options (got {sorted(options)})")
+    return IdentityLatentModel()
+
+
+def make_pca(spec: str | None = None, **options: Any) -> Any:
+    _no_spec("pca", spec)
+    from ceir_vae.simple import PCALatentModel
+
+    return PCALatentModel(**options)
 
 
 @hookimpl
 def register_latent_models(register: Any) -> None:
-    register("vae", _not_built, description="(shell: not implemented yet)")
+    register("vae", make_vae, description="CEIR VAE: Gaussian likelihood, posterior mean (default)")
+    register("identity", make_identity, description="z-scored concept activations as the latent")
+    register("pca", make_pca, description="principal components of the concept activations")

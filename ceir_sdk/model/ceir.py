@@ -1,0 +1,484 @@
+"""CEIRModel: the public API that turns images into concept-readable representations."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ceir_sdk._version import __version__
+from ceir_sdk.errors import BadInputError, IncompatibleFileError
+from ceir_sdk.model.bottleneck import BottleneckConfig, ConceptBottleneck, ConceptHead
+from ceir_sdk.model.cluster import ClusterResult, kmeans, name_clusters
+from ceir_sdk.model.explain import Explanation, integrated_gradients
+from ceir_sdk.model.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    read_checked_tensors,
+    read_json,
+    sha256_bytes,
+    tensors_to_bytes,
+)
+
+FORMAT = "ceir-model"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+MIN_TRAIN = 10
+
+Output = str  # "latent" | "concepts" | "both"
+
+
+def clean_concepts(concepts: Any) -> list[str]:
+    """Phrases from a list or a ConceptSet-like object, stripped, de-duplicated, in order."""
+    if isinstance(concepts, str):
+        raise BadInputError("concepts must be a list of phrases, not one string")
+    for attr in ("concepts", "phrases"):
+        if hasattr(concepts, attr) and not callable(getattr(concepts, attr)):
+            concepts = getattr(concepts, attr)
+            break
+    seen: set[str] = set()
+    out: list[str] = []
+    for item in concepts:
+        phrase = (item if isinstance(item, str) else getattr(item, "text", str(item))).strip()
+        key = phrase.lower()
+        if phrase and key not in seen:
+            seen.add(key)
+            out.append(phrase)
+    if not out:
+        raise BadInputError("the concept list is empty; give at least one concept phrase")
+    return out
+
+
+def _features(x: Any, dim: int | None, what: str = "features") -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim == 1 and dim is not None and arr.shape[0] == dim:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise BadInputError(f"{what} must be an (N, D) array; got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise BadInputError(
+            f"{what} have {arr.shape[1]} dimensions but the backbone gives {dim}; "
+            "extract them with the model's backbone"
+        )
+    if not np.isfinite(arr).all():
+        raise BadInputError(f"{what} contain NaN or infinite values")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+class CEIRModel:
+    """image -> backbone features -> concept bottleneck -> latent model.
+
+    >>> m = CEIRModel(backbone="open-clip:ceir-world", latent="vae")
+    >>> m.fit(images, concepts)                       # or m.fit_features(features, concepts)
+    >>> z = m.encode(images)                          # latent, (N, L)
+    >>> c, z = m.encode(images, output="both")        # z-scored concept activations and latent
+    """
+
+    def __init__(
+        self,
+        backbone: Any = "open-clip:ceir-world",
+        *,
+        latent: str = "vae",
+        latent_options: dict[str, Any] | None = None,
+        bottleneck: BottleneckConfig | dict[str, Any] | None = None,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        backbone_options: dict[str, Any] | None = None,
+    ) -> None:
+        self._backbone: Any = None if isinstance(backbone, str) else backbone
+        self._backbone_spec: dict[str, Any] | None = None
+        if isinstance(backbone, str):
+            self._backbone_spec = {"name": backbone}
+        elif backbone is not None:
+            self._backbone_spec = dict(backbone.spec())
+        self.backbone_options = dict(backbone_options or {})
+        self.latent_name = latent
+        self.latent_options = dict(latent_options or {})
+        if isinstance(bottleneck, dict):
+            bottleneck = BottleneckConfig(**bottleneck)
+        self.bottleneck = ConceptBottleneck(bottleneck)
+        if not 0.0 < val_fraction < 1.0:
+            raise BadInputError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.latent_model: Any = None
+        self._text_embeddings: np.ndarray | None = None  # (C, D) L2-normalised, kept concepts
+        self._head: Any = None
+        self.label_information: dict[str, Any] = {}
+        self.provenance: dict[str, Any] = {}
+
+    # -- components -----------------------------------------------------------------
+    @property
+    def backbone(self) -> Any:
+        """The Backbone, resolved from its name on first use (a loaded model may never need it)."""
+        if self._backbone is None:
+            if self._backbone_spec is None:
+                raise BadInputError("this model has no backbone; pass images' features instead")
+            from ceir_sdk.plugins import get_backbone
+
+            self._backbone = get_backbone(self._backbone_spec["name"], **self.backbone_options)
+        return self._backbone
+
+    @property
+    def concepts(self) -> list[str]:
+        return list(self.bottleneck.concepts)
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.latent_model is not None and self.bottleneck.weight is not None
+
+    def _require_fitted(self) -> None:
+        if not self.is_fitted:
+            raise BadInputError("the model is not fitted; call fit(), fit_features() or CEIRModel.load()")
+
+    def concept_text_embeddings(self) -> np.ndarray:
+        """(C, D) float32 L2-normalised text embeddings of the kept concepts."""
+        self._require_fitted()
+        assert self._text_embeddings is not None
+        return self._text_embeddings.copy()
+
+    def head_module(self) -> Any:
+        """torch module: backbone features (B, D) -> (concept z (B, C), latent mean (B, L)), eval mode."""
+        self._require_fitted()
+        if self._head is None:
+            import torch
+
+            w, mean, std = (torch.from_numpy(a) for a in (self.bottleneck.weight, self.bottleneck.mean,
+                                                            self.bottleneck.std))
+            self._head = ConceptHead(w, mean, std, self.latent_model.encoder_module()).eval()
+            for p in self._head.parameters():
+                p.requires_grad_(False)
+        return self._head
+
+    @property
+    def feature_dim(self) -> int | None:
+        return None if self.bottleneck.weight is None else int(self.bottleneck.weight.shape[1])
+
+    # -- fitting ----------------------------------------------------------------------
+    def split_indices(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(train, validation) row indices carved from the n training rows with the seed."""
+        if n < MIN_TRAIN:
+            raise BadInputError(f"fitting needs at least {MIN_TRAIN} training images, got {n}")
+        n_val = max(2, round(n * self.val_fraction))
+        perm = np.random.default_rng(self.seed).permutation(n)
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+    def fit(
+        self,
+        images: Any,
+        concepts: Any,
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        label_information: dict[str, Any] | None = None,
+        data_description: str | None = None,
+    ) -> CEIRModel:
+        """Fit on training images (encoded by the backbone). Never pass evaluation images."""
+        t0 = time.perf_counter()
+        features = self.backbone.encode_images(images, batch_size=batch_size, progress=progress)
+        extract_s = time.perf_counter() - t0
+        self.fit_features(
+            features, concepts, progress=progress, label_information=label_information,
+            data_description=data_description,
+        )
+        self.provenance["timings_s"]["extract"] = extract_s
+        return self
+
+    def fit_features(
+        self,
+        features: np.ndarray,
+        concepts: Any,
+        *,
+        concept_embeddings: np.ndarray | None = None,
+        progress: bool = True,
+        label_information: dict[str, Any] | None = None,
+        data_description: str | None = None,
+    ) -> CEIRModel:
+        """Fit on precomputed backbone features of the TRAINING images.
+
+        A validation split is carved from these rows for every model-selection decision
+        (projection early stopping, interpretability cutoff, VAE early stopping); no
+        evaluation data enters. ``concept_embeddings`` (C, D) skips encoding the concept texts.
+        """
+        phrases = clean_concepts(concepts)
+        dim = None
+        if concept_embeddings is not None:
+            dim = int(np.asarray(concept_embeddings).shape[1])
+        elif self._backbone is not None or self._backbone_spec is not None:
+            dim = int(self.backbone.embed_dim)
+        x = _features(features, dim)
+        t0 = time.perf_counter()
+        if concept_embeddings is None:
+            text = np.asarray(self.backbone.encode_texts(phrases), dtype=np.float32)
+        else:
+            text = np.asarray(concept_embeddings, dtype=np.float32)
+        if text.shape != (len(phrases), x.shape[1]):
+            raise BadInputError(
+                f"concept embeddings have shape {text.shape}; expected ({len(phrases)}, {x.shape[1]})"
+            )
+        text_s = time.perf_counter() - t0
+        train_idx, val_idx = self.split_indices(len(x))
+        x_tr, x_val = x[train_idx], x[val_idx]
+
+        t0 = time.perf_counter()
+        self.bottleneck.fit(x_tr, x_val, text, phrases, seed=self.seed, progress=progress)
+        bottleneck_s = time.perf_counter() - t0
+        assert self.bottleneck.kept_index is not None
+        kept_text = text[self.bottleneck.kept_index]
+        self._text_embeddings = (
+            kept_text / np.maximum(np.linalg.norm(kept_text, axis=1, keepdims=True), 1e-12)
+        ).astype(np.float32)
+
+        from ceir_sdk.plugins import get_latent_model
+
+        t0 = time.perf_counter()
+        latent = get_latent_model(self.latent_name, **self.latent_options)
+        latent.fit(
+            self.bottleneck.transform(x_tr), x_val=self.bottleneck.transform(x_val),
+            seed=self.seed, progress=progress,
+        )
+        latent_s = time.perf_counter() - t0
+        self.latent_model = latent
+        self._head = None
+        self.label_information = dict(label_information or {
+            "class_names_in_prompts": None, "class_names_in_concepts": None,
+            "note": "not stated by the caller",
+        })
+        self.label_information["labels_used_in_fit"] = False
+        self.provenance = {
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "data": data_description,
+            "n_train": len(train_idx),
+            "n_validation": len(val_idx),
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+            "concepts_given": len(phrases),
+            "bottleneck": self.bottleneck.report.as_dict(),
+            "latent_history": getattr(latent, "history", {}),
+            "timings_s": {"concept_text": text_s, "bottleneck": bottleneck_s, "latent": latent_s},
+        }
+        return self
+
+    # -- inference ----------------------------------------------------------------------
+    def encode(
+        self, images: Any, *, output: Output = "latent", batch_size: int = 64, progress: bool = True
+    ) -> Any:
+        """Encode images with the backbone, then the head; see :meth:`encode_features`."""
+        self._require_fitted()
+        features = self.backbone.encode_images(images, batch_size=batch_size, progress=progress)
+        return self.encode_features(features, output=output)
+
+    def encode_features(self, features: np.ndarray, *, output: Output = "latent") -> Any:
+        """'latent' -> (N, L); 'concepts' -> z-scored activations (N, C); 'both' -> (concepts, latent)."""
+        import torch
+
+        if output not in ("latent", "concepts", "both"):
+            raise BadInputError(f"output must be 'latent', 'concepts' or 'both', not {output!r}")
+        self._require_fitted()
+        x = _features(features, self.feature_dim)
+        head = self.head_module()
+        zs, lats = [], []
+        with torch.no_grad():
+            for start in range(0, len(x), 8192):
+                z, lat = head(torch.from_numpy(x[start : start + 8192]))
+                zs.append(z.numpy())
+                lats.append(lat.numpy())
+        c_dim, l_dim = len(self.concepts), int(head(torch.zeros(2, x.shape[1]))[1].shape[1])
+        concepts = np.concatenate(zs) if zs else np.zeros((0, c_dim), np.float32)
+        latent = np.concatenate(lats) if lats else np.zeros((0, l_dim), np.float32)
+        if output == "latent":
+            return latent
+        if output == "concepts":
+            return concepts
+        return concepts, latent
+
+    def extract_concepts(
+        self, images: Any = None, *, features: np.ndarray | None = None, top_k: int = 5,
+        progress: bool = True,
+    ) -> list[list[tuple[str, float]]]:
+        """Open-world concept extraction: the top-k concepts (by z-scored activation) of each
+        image, for images of any class, including classes never seen in fitting."""
+        if features is None:
+            if images is None:
+                raise BadInputError("give images or features")
+            features = self.backbone.encode_images(images, progress=progress)
+        z = self.encode_features(features, output="concepts")
+        order = np.argsort(-z, axis=1)[:, :top_k]
+        return [[(self.concepts[j], float(z[i, j])) for j in row] for i, row in enumerate(order)]
+
+    def explain(
+        self, images: Any = None, *, features: np.ndarray | None = None, target: Any = "self",
+        clusters: ClusterResult | None = None, tolerance: float = 0.005, progress: bool = True,
+    ) -> list[Explanation]:
+        """Signed concept contributions per image (integrated gradients, complete).
+
+        target: "self" (distance of the latent from the mean image's, along its own direction),
+        "cluster" (projection onto the direction of the image's cluster centroid; needs
+        ``clusters``), an int latent dimension, or an (L,) / (N, L) direction array.
+        See ceir_sdk.model.explain for the exact definition.
+        """
+        import torch
+
+        if features is None:
+            if images is None:
+                raise BadInputError("give images or features to explain")
+            features = self.backbone.encode_images(images, progress=progress)
+        z, lat = self.encode_features(features, output="both")
+        encoder = self.head_module().latent
+        with torch.no_grad():
+            lat0 = encoder(torch.zeros(1, z.shape[1])).numpy()[0]
+        label: str
+        if isinstance(target, str) and target == "self":
+            u = lat - lat0
+            label = "self: |latent - latent(mean image)|"
+        elif isinstance(target, str) and target == "cluster":
+            if clusters is None:
+                raise BadInputError("target='cluster' needs clusters=model.cluster(...)")
+            from ceir_sdk.model.cluster import assign
+
+            u = clusters.centroids[assign(lat, clusters.centroids)] - lat0
+            label = "cluster: latent projected on (centroid - latent(mean image))"
+        elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+            if not 0 <= int(target) < lat.shape[1]:
+                raise BadInputError(f"latent dimension {target} out of range [0, {lat.shape[1]})")
+            u = np.zeros_like(lat)
+            u[:, int(target)] = 1.0
+            label = f"latent dimension {int(target)}"
+        else:
+            u = np.broadcast_to(np.asarray(target, dtype=np.float32), lat.shape).copy()
+            label = "latent projected on a given direction"
+        norms = np.linalg.norm(u, axis=1, keepdims=True)
+        u = np.where(norms > 1e-12, u / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+        attr, f_x, f_0, steps = integrated_gradients(encoder, z, u, tolerance=tolerance)
+        concepts = self.concepts
+        return [
+            Explanation(concepts, attr[i], z[i], float(f_x[i]), float(f_0[i]), label, steps)
+            for i in range(len(z))
+        ]
+
+    def cluster(
+        self, images: Any = None, *, features: np.ndarray | None = None, k: int, restarts: int = 10,
+        seed: int = 0, space: str = "latent", progress: bool = True,
+    ) -> ClusterResult:
+        """k-means (faiss, best of ``restarts``) on the latent (or concept activations), with
+        each cluster named by its dominant concepts."""
+        if features is None:
+            if images is None:
+                raise BadInputError("give images or features to cluster")
+            features = self.backbone.encode_images(images, progress=progress)
+        if space not in ("latent", "concepts"):
+            raise BadInputError(f"space must be 'latent' or 'concepts', not {space!r}")
+        z, lat = self.encode_features(features, output="both")
+        labels, centroids, inertia = kmeans(lat if space == "latent" else z, k, restarts=restarts, seed=seed)
+        names = name_clusters(labels, z, self.concepts, k)
+        sizes = np.bincount(labels, minlength=k).tolist()
+        return ClusterResult(labels, centroids, inertia, names, sizes)
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write config.json + weights.safetensors (each file replaced atomically, config last)."""
+        self._require_fitted()
+        out = Path(directory)
+        latent_config, latent_tensors = self.latent_model.state()
+        tensors: dict[str, np.ndarray] = {f"bottleneck.{k}": v for k, v in self.bottleneck.tensors().items()}
+        tensors.update({f"latent.{k}": v for k, v in latent_tensors.items()})
+        tensors["concept_text_embeddings"] = self.concept_text_embeddings()
+        data = tensors_to_bytes(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        backbone_spec = self._backbone.spec() if self._backbone is not None else self._backbone_spec
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "ceir_sdk_version": __version__,
+            "backbone": backbone_spec,
+            "feature_dim": self.feature_dim,
+            "concepts": self.concepts,
+            "bottleneck": asdict(self.bottleneck.config),
+            "latent_model": {"name": self.latent_name, "options": self.latent_options, "config": latent_config,
+                             "latent_dim": int(self.latent_model.latent_dim)},
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "label_information": self.label_information,
+            "provenance": self.provenance,
+            "files": {WEIGHTS_FILE: {"sha256": sha256_bytes(data)}},
+        }
+        atomic_write_bytes(out / WEIGHTS_FILE, data)
+        atomic_write_json(out / CONFIG_FILE, _jsonable(config))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path, *, backbone: Any = None) -> CEIRModel:
+        """Load a saved model; refuses other formats, newer versions and altered files."""
+        d = Path(directory)
+        if not d.is_dir():
+            raise IncompatibleFileError(f"{d} is not a directory; a CEIR model is saved as a directory")
+        what = f"CEIR model {d}"
+        cfg = read_json(d / CONFIG_FILE, what)
+        if cfg.get("format") != FORMAT:
+            raise IncompatibleFileError(f"{what}: config.json has format {cfg.get('format')!r}, not {FORMAT!r}")
+        version = cfg.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+            raise IncompatibleFileError(
+                f"{what}: format_version {version!r} is not supported by ceir-sdk {__version__} "
+                f"(reads version {FORMAT_VERSION}); upgrade ceir-sdk or re-save the model"
+            )
+        try:
+            sha = cfg["files"][WEIGHTS_FILE]["sha256"]
+            concepts = [str(c) for c in cfg["concepts"]]
+            latent_cfg = cfg["latent_model"]
+        except (KeyError, TypeError) as exc:
+            raise IncompatibleFileError(f"{what}: config.json lacks {exc}; the file is damaged") from exc
+        tensors = read_checked_tensors(d / WEIGHTS_FILE, sha, what)
+        model = cls(
+            backbone if backbone is not None else None,
+            latent=latent_cfg["name"], latent_options=latent_cfg.get("options", {}),
+            bottleneck=BottleneckConfig(**cfg.get("bottleneck", {})),
+            val_fraction=float(cfg.get("val_fraction", 0.1)), seed=int(cfg.get("seed", 0)),
+        )
+        if backbone is None:
+            model._backbone_spec = cfg.get("backbone")
+        try:
+            bott = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bottleneck.")}
+            model.bottleneck.load_tensors(bott, concepts)
+            w = model.bottleneck.weight
+            assert w is not None
+            text = np.asarray(tensors["concept_text_embeddings"], dtype=np.float32)
+            if w.shape[0] != len(concepts) or text.shape != w.shape:
+                raise ValueError(f"weights for {w.shape[0]} concepts, config lists {len(concepts)}")
+            from ceir_sdk.plugins import get_latent_model
+
+            latent = get_latent_model(latent_cfg["name"], **latent_cfg.get("options", {}))
+            latent.load_state(
+                latent_cfg["config"],
+                {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("latent.")},
+            )
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise IncompatibleFileError(f"{what}: weights do not match config.json ({exc})") from exc
+        model._text_embeddings = text
+        model.latent_model = latent
+        model.label_information = dict(cfg.get("label_information", {}))
+        model.provenance = dict(cfg.get("provenance", {}))
+        return model
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if np.isfinite(f) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+__all__: Sequence[str] = ["CEIRModel", "clean_concepts"]
