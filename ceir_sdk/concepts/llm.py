@@ -169,3 +169,19 @@ def call_with_retries(
                 on_retry(attempt, exc, wait)
             sleep(wait)
             attempt += 1
+
+
+def error_for_status(
+    status: int, headers: Any, detail: str, *, provider: str, env_var: str, secrets: list[str]
+) -> LLMError:
+    """Map an HTTP error status to the error the retry loop and the user should see."""
+    detail = redact(detail, secrets)[:300]
+    if status in (401, 403):
+        return rejected_key_error(env_var, provider, status)
+    if status in (408, 409, 425, 429) or status >= 500:
+        kind = "rate limited" if status == 429 else "server error"
+        return RetryableError(f"{provider}: {kind} (HTTP {status})", retry_after=parse_retry_after(headers),
+                              kind=kind)
+    return LLMRequestError(
+        f"{provider} refused the request (HTTP {status}): {detail}. Check the model name and options."
+    )

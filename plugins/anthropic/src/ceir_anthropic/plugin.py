@@ -1,4 +1,4 @@
-"""Entry point of the anthropic plugin: registers its factories with ceir (light imports only)."""
+"""Entry point of the anthropic plugin: "anthropic:MODEL" concept sources (light imports only)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ from typing import Any
 
 from ceir_sdk import hookimpl
 
+_ADAPTER_OPTIONS = ("base_url", "api_key_env")
 
-def _not_built(spec: str | None, **options: Any) -> Any:
-    raise NotImplementedError("the anthropic concept_source is not implemented yet")
+
+def make_source(spec: str | None, **options: Any) -> Any:
+    """``anthropic[:MODEL]``; options base_url, api_key_env, and the LLMConceptSource settings."""
+    from ceir_anthropic.adapter import DEFAULT_MODEL, AnthropicAdapter
+    from ceir_sdk.concepts import LLMConceptSource
+
+    adapter_options = {k: options.pop(k) for k in _ADAPTER_OPTIONS if k in options}
+    return LLMConceptSource(AnthropicAdapter(spec or DEFAULT_MODEL, **adapter_options), **options)
 
 
 @hookimpl
 def register_concept_sources(register: Any) -> None:
-    register("anthropic", _not_built, description="(shell: not implemented yet)")
+    register("anthropic", make_source, description="Claude models through the anthropic SDK")

@@ -1,4 +1,4 @@
-"""Entry point of the openai plugin: registers its factories with ceir (light imports only)."""
+"""Entry point of the openai plugin: "openai:MODEL" concept sources (light imports only)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,22 @@ from typing import Any
 
 from ceir_sdk import hookimpl
 
+_ADAPTER_OPTIONS = ("base_url", "api_key_env")
 
-def _not_built(spec: str | None, **options: Any) -> Any:
-    raise NotImplementedError("the openai concept_source is not implemented yet")
+
+def make_source(spec: str | None, **options: Any) -> Any:
+    """``openai[:MODEL]``; options base_url, api_key_env, and the LLMConceptSource settings."""
+    from ceir_openai.adapter import DEFAULT_MODEL, OpenAIAdapter
+    from ceir_sdk.concepts import LLMConceptSource
+
+    adapter_options = {k: options.pop(k) for k in _ADAPTER_OPTIONS if k in options}
+    return LLMConceptSource(OpenAIAdapter(spec or DEFAULT_MODEL, **adapter_options), **options)
 
 
 @hookimpl
 def register_concept_sources(register: Any) -> None:
-    register("openai", _not_built, description="(shell: not implemented yet)")
+    register(
+        "openai",
+        make_source,
+        description="GPT models through the openai SDK, or any OpenAI-compatible server (base_url=...)",
+    )
