@@ -1,4 +1,4 @@
-"""Entry point of the open-clip plugin: registers its factories with ceir (light imports only)."""
+"""Entry point of the open-clip plugin: registers the "open-clip" backbone (torch imported lazily)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ from typing import Any
 from ceir_sdk import hookimpl
 
 
-def _not_built(spec: str | None, **options: Any) -> Any:
-    raise NotImplementedError("the open-clip backbone is not implemented yet")
+def make_backbone(spec: str | None, **options: Any) -> Any:
+    """``open-clip:SPEC`` -> :class:`ceir_open_clip.backbone.OpenClipBackbone`."""
+    from ceir_open_clip.backbone import OpenClipBackbone
+
+    return OpenClipBackbone(spec, **options)
 
 
 @hookimpl
 def register_backbones(register: Any) -> None:
-    register("open-clip", _not_built, description="(shell: not implemented yet)")
+    register(
+        "open-clip",
+        make_backbone,
+        description="any open_clip model: MODEL/TAG, MODEL@checkpoint, hf-hub:org/repo, MODEL (random), ceir-world",
+    )
