@@ -1,4 +1,4 @@
-"""Entry point of the onnx plugin: registers its factories with ceir (light imports only)."""
+"""Entry point of the onnx plugin: the "onnx" exporter and `ceir export onnx` (light imports only)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,23 @@ from typing import Any
 from ceir_sdk import hookimpl
 
 
-def _not_built(spec: str | None, **options: Any) -> Any:
-    raise NotImplementedError("the onnx exporter is not implemented yet")
+def _make_exporter(spec: str | None, **options: Any) -> Any:
+    from ceir_onnx.export import OnnxExporter
+
+    return OnnxExporter(**options)
 
 
 @hookimpl
 def register_exporters(register: Any) -> None:
-    register("onnx", _not_built, description="(shell: not implemented yet)")
+    register(
+        "onnx",
+        _make_exporter,
+        description="ONNX bundle (image + text graphs, fp16/int8 variants) for the torch-free runtime",
+    )
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from ceir_onnx.cli import onnx_command
+
+    cli.commands["export"].add_command(onnx_command)

@@ -1,0 +1,125 @@
+"""The bundle on disk: manifest format, checksums and atomic writes (no torch).
+
+A bundle is a directory holding ``manifest.json`` plus the files it lists with their
+SHA-256. Loading verifies every listed file, so a truncated or altered graph is refused
+before onnxruntime ever parses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ceir_sdk.errors import BadInputError, IncompatibleFileError
+
+FORMAT = "ceir-onnx-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON through a temp file + fsync + rename, so a crash keeps the old file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staged_directory(out_dir: str | Path, *, overwrite: bool) -> Iterator[Path]:
+    """Yield a temp directory next to ``out_dir`` that replaces it only on success.
+
+    An interrupted export leaves any earlier bundle at ``out_dir`` untouched.
+    """
+    out = Path(out_dir).resolve()
+    if out.exists() and not overwrite:
+        raise BadInputError(f"{out} already exists; choose another OUT_DIR or pass --overwrite")
+    if out.exists() and not (out / MANIFEST).exists() and any(out.iterdir()):
+        raise BadInputError(f"{out} exists and is not a ceir bundle; refusing to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield stage
+        for item in stage.iterdir():
+            if item.is_file():
+                _fsync_file(item)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(stage, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def read_manifest(bundle_dir: str | Path, *, verify: bool = True) -> dict[str, Any]:
+    """Read and check a bundle's manifest; with ``verify`` also every file's checksum."""
+    root = Path(bundle_dir)
+    path = root / MANIFEST
+    if not path.is_file():
+        raise IncompatibleFileError(
+            f"{root} is not a ceir ONNX bundle (no {MANIFEST}); create one with `ceir export onnx`"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise IncompatibleFileError(f"{path} is not valid JSON ({exc}); re-export the bundle") from exc
+    if manifest.get("format") != FORMAT:
+        raise IncompatibleFileError(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise IncompatibleFileError(
+            f"{path}: bundle format_version {version!r} is newer than this runtime reads "
+            f"({FORMAT_VERSION}); upgrade ceir-onnx or re-export with this version"
+        )
+    if verify:
+        verify_files(root, manifest)
+    return manifest
+
+
+def verify_files(root: Path, manifest: dict[str, Any]) -> None:
+    for name, entry in manifest.get("files", {}).items():
+        file = root / name
+        if not file.is_file():
+            raise IncompatibleFileError(f"bundle {root} is missing {name}; re-export or copy it completely")
+        actual = sha256_file(file)
+        if actual != entry.get("sha256"):
+            raise IncompatibleFileError(
+                f"bundle file {file} does not match its checksum in {MANIFEST} (it was altered or "
+                "truncated); re-export the bundle or copy it again. Refusing to load it."
+            )

@@ -1,0 +1,42 @@
+"""`ceir export onnx MODEL_DIR OUT_DIR`: click command (heavy imports inside the body)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("onnx")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--fp16", is_flag=True, help="Also write a float16 image graph (for GPUs).")
+@click.option("--int8", is_flag=True, help="Also write an int8 dynamically quantized image graph (for CPUs).")
+@click.option("--opset", default=18, show_default=True, help="ONNX opset version.")
+@click.option(
+    "--check-images",
+    type=click.Path(exists=True, path_type=Path),
+    help="Folder of images to measure parity and fp16/int8 agreement on (default: synthetic images).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at OUT_DIR.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def onnx_command(
+    model_dir: Path, out_dir: Path, fp16: bool, int8: bool, opset: int, check_images: Path | None,
+    overwrite: bool, quiet: bool,
+) -> None:
+    """Export the fitted model in MODEL_DIR to an ONNX bundle in OUT_DIR."""
+    from ceir_onnx.bundle import read_manifest
+    from ceir_onnx.export import export_model_dir
+
+    out = export_model_dir(
+        model_dir, out_dir, fp16=fp16, int8=int8, opset=opset, overwrite=overwrite,
+        check_images=check_images, progress=not quiet,
+    )
+    manifest = read_manifest(out, verify=False)
+    summary = {
+        name: {k: v for k, v in variant.items() if k != "file"}
+        for name, variant in manifest["graphs"]["image"]["variants"].items()
+    }
+    click.echo(f"wrote {out}")
+    click.echo(json.dumps(summary, indent=2))

@@ -1,0 +1,326 @@
+"""Export a CEIR model (backbone image/text encoders + concept head) to an ONNX bundle.
+
+The core function :func:`export_bundle` takes the torch parts directly, so any backbone
+that offers ``torch_modules()`` can be exported; :func:`export_model_dir` loads a fitted
+model directory (``ceir_sdk.model.CEIRModel``) and feeds it in. torch is imported lazily.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import platform
+import shutil
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ceir_onnx import __version__
+from ceir_onnx.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_entry, staged_directory, write_json
+from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one
+from ceir_onnx.variants import agreement, convert_fp16, quantize_int8, run_graph
+from ceir_sdk.errors import BadInputError
+
+DEFAULT_OPSET = 18
+IMAGE_INPUT = "pixels"
+IMAGE_OUTPUTS = ("concepts", "latent", "image_features")
+TEXT_INPUT = "tokens"
+TEXT_OUTPUTS = ("text_features",)
+#: fp32 parity the exporter insists on before writing a bundle
+FP32_TOLERANCE = 1e-4
+
+
+@dataclass
+class ExportParts:
+    """Everything a bundle is made from, independent of how the model was built."""
+
+    image_module: Any  # torch module: pixels (B, 3, S, S) float32 -> features (B, D)
+    head_module: Any  # torch module: features (B, D) -> (concepts_z (B, C), latent_mean (B, L))
+    concepts: Sequence[str]
+    concept_text_embeddings: np.ndarray  # (C, D) float32, L2-normalised
+    preprocess: dict[str, Any]
+    tokenizer_info: dict[str, Any]  # {"kind": "clip-bpe", "context_length": int, "vocab_file": path}
+    text_module: Any = None  # torch module: tokens (B, context_length) int64 -> features (B, D)
+    model_info: dict[str, Any] = field(default_factory=dict)  # backbone spec, latent model, provenance
+
+
+def _image_graph_module(parts: ExportParts) -> Any:
+    import torch
+
+    class ImageGraph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.image = parts.image_module
+            self.head = parts.head_module
+
+        def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            features = self.image(pixels)
+            concepts, latent = self.head(features)
+            return concepts, latent, features
+
+    return ImageGraph().eval()
+
+
+def _export_graph(module: Any, example: Any, path: Path, input_name: str, outputs: Sequence[str], opset: int) -> None:
+    import onnx
+    import torch
+
+    module = module.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            (example,),
+            None,
+            dynamo=True,
+            input_names=[input_name],
+            output_names=list(outputs),
+            # an example batch of >= 2 plus a named dim keeps the batch dynamic
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            opset_version=opset,
+            verbose=False,
+        )
+    model = program.model_proto
+    model.producer_name = "ceir-onnx"
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def synthetic_images(n: int = 12, seed: int = 0) -> list[np.ndarray]:
+    """Deterministic photo-like test images (gradients, blobs, texture) of varied sizes."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n):
+        h, w = (256, 256) if i % 2 == 0 else (375, 500)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = rng.uniform(0, 255, 3)[None, None, :] * (0.5 + 0.5 * np.sin(xx / rng.uniform(10, 60))[..., None])
+        base += rng.uniform(0, 120, 3)[None, None, :] * (yy / h)[..., None]
+        cy, cx, r = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w, rng.uniform(20, 90)
+        blob = ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
+        base[blob] = rng.uniform(0, 255, 3)
+        base += rng.normal(0, 8, base.shape)
+        images.append(np.clip(base, 0, 255).astype(np.uint8))
+    return images
+
+
+def _io_spec(path: Path) -> dict[str, list[dict[str, Any]]]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def describe(values: Any) -> list[dict[str, Any]]:
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            shape = [d.dim_param or d.dim_value for d in t.shape.dim]
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
+            out.append({"name": v.name, "dtype": dtype, "shape": shape})
+        return out
+
+    return {"inputs": describe(model.graph.input), "outputs": describe(model.graph.output)}
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    import ceir_sdk
+
+    return {
+        "ceir_sdk": ceir_sdk.__version__,
+        "ceir_onnx": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def export_bundle(
+    parts: ExportParts,
+    out_dir: str | Path,
+    *,
+    fp16: bool = False,
+    int8: bool = False,
+    opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
+    check_images: Any = None,
+    progress: bool = True,
+) -> Path:
+    """Write an ONNX deployment bundle to ``out_dir`` and return its path.
+
+    ``check_images`` (a folder, paths or arrays) are the inputs on which fp32 parity with
+    torch and the agreement of the fp16/int8 variants are measured; without them, a set
+    of synthetic images is used and the manifest says so.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    concepts = [str(c) for c in parts.concepts]
+    text_emb = np.asarray(parts.concept_text_embeddings, dtype=np.float32)
+    if text_emb.ndim != 2 or text_emb.shape[0] != len(concepts):
+        raise BadInputError(
+            f"concept_text_embeddings must be (n_concepts={len(concepts)}, D); got {text_emb.shape}"
+        )
+    pre = PreprocessConfig.from_dict(parts.preprocess)
+    size = pre.image_size
+    vocab = Path(parts.tokenizer_info.get("vocab_file", ""))
+    if parts.text_module is not None and not vocab.is_file():
+        raise BadInputError(f"tokenizer vocab file {vocab} not found; the backbone's tokenizer_info() must name it")
+
+    source = "given images" if check_images is not None else "synthetic images"
+    images = iter_images(check_images) if check_images is not None else synthetic_images()
+    pixels = np.stack([preprocess_one(im, pre) for im in images]).astype(np.float32)
+    if len(pixels) < 2:
+        pixels = np.concatenate([pixels, pixels[::-1] * 0.5])
+
+    steps = 3 + int(fp16) + int(int8)
+    bar = tqdm(total=steps, desc="export onnx", disable=not progress)
+    with staged_directory(out_dir, overwrite=overwrite) as stage:
+        image_graph = _image_graph_module(parts)
+        _export_graph(image_graph, torch.from_numpy(pixels[:2].copy()), stage / "image.onnx",
+                      IMAGE_INPUT, IMAGE_OUTPUTS, opset)
+        bar.update()
+
+        with torch.no_grad():
+            ref = [t.float().numpy() for t in image_graph(torch.from_numpy(pixels))]
+        fp32_out = run_graph(stage / "image.onnx", {IMAGE_INPUT: pixels})
+        parity = agreement(ref, fp32_out, list(IMAGE_OUTPUTS))
+        worst = max(v["max_abs_diff"] for k, v in parity.items() if k != "image_features")
+        if worst > FP32_TOLERANCE:
+            raise BadInputError(
+                f"exported image graph disagrees with torch (max abs diff {worst:.2e} > {FP32_TOLERANCE}); "
+                "this model uses an op the exporter does not translate faithfully"
+            )
+        image_variants: dict[str, Any] = {
+            "fp32": {"file": "image.onnx", "intended_for": "CPU and GPU", "agreement_to_torch": parity}
+        }
+        if int8:
+            quantize_int8(stage / "image.onnx", stage / "image.int8.onnx")
+            image_variants["int8"] = {
+                "file": "image.int8.onnx",
+                "intended_for": "CPU",
+                "agreement_to_fp32": agreement(
+                    fp32_out, run_graph(stage / "image.int8.onnx", {IMAGE_INPUT: pixels}), list(IMAGE_OUTPUTS)
+                ),
+            }
+            bar.update()
+        if fp16:
+            convert_fp16(stage / "image.onnx", stage / "image.fp16.onnx")
+            image_variants["fp16"] = {
+                "file": "image.fp16.onnx",
+                "intended_for": "GPU (CUDA/TensorRT); runs slowly on CPU",
+                "agreement_to_fp32": agreement(
+                    fp32_out, run_graph(stage / "image.fp16.onnx", {IMAGE_INPUT: pixels}), list(IMAGE_OUTPUTS)
+                ),
+                "measured_with": "CPUExecutionProvider",
+            }
+            bar.update()
+
+        graphs: dict[str, Any] = {"image": {**_io_spec(stage / "image.onnx"), "variants": image_variants}}
+        tokenizer: dict[str, Any] | None = None
+        if parts.text_module is not None:
+            from ceir_onnx.runtime.tokenizer import ClipTokenizer
+
+            ctx = int(parts.tokenizer_info.get("context_length", 77))
+            tokens = ClipTokenizer(vocab, ctx)(["a photo", "striped fur", *concepts[:6]])
+            _export_graph(parts.text_module, torch.from_numpy(tokens), stage / "text.onnx",
+                          TEXT_INPUT, TEXT_OUTPUTS, opset)
+            with torch.no_grad():
+                text_ref = [parts.text_module.eval()(torch.from_numpy(tokens)).float().numpy()]
+            text_parity = agreement(text_ref, run_graph(stage / "text.onnx", {TEXT_INPUT: tokens}),
+                                    list(TEXT_OUTPUTS))
+            graphs["text"] = {**_io_spec(stage / "text.onnx"),
+                              "variants": {"fp32": {"file": "text.onnx", "agreement_to_torch": text_parity}}}
+            (stage / "tokenizer").mkdir()
+            vocab_name = vocab.name if vocab.name.endswith(".gz") else vocab.name + ".gz"
+            if vocab.name.endswith(".gz"):
+                shutil.copyfile(vocab, stage / "tokenizer" / vocab_name)
+            else:
+                with open(vocab, "rb") as src, gzip.open(stage / "tokenizer" / vocab_name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            tokenizer = {"kind": parts.tokenizer_info.get("kind", "clip-bpe"), "context_length": ctx,
+                         "vocab_file": f"tokenizer/{vocab_name}", "clean": "lower"}
+        bar.update()
+
+        from safetensors.numpy import save_file
+
+        (stage / "concepts.json").write_text(json.dumps(concepts, indent=1, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+        save_file({"concept_text_embeddings": text_emb}, str(stage / "concepts.safetensors"))
+
+        files = sorted(p for p in stage.rglob("*") if p.is_file())
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "versions": _versions(),
+            "opset": opset,
+            "model": parts.model_info,
+            "n_concepts": len(concepts),
+            "embed_dim": int(text_emb.shape[1]),
+            "latent_dim": int(ref[1].shape[1]),
+            "preprocess": {**parts.preprocess, "image_size": size},
+            "tokenizer": tokenizer,
+            "graphs": graphs,
+            "agreement_inputs": {"source": source, "n": len(pixels)},
+            "concepts_file": "concepts.json",
+            "concept_embeddings_file": "concepts.safetensors",
+            "files": {p.relative_to(stage).as_posix(): file_entry(p) for p in files},
+        }
+        write_json(stage / MANIFEST, manifest)
+        bar.update()
+    bar.close()
+    return Path(out_dir).resolve()
+
+
+def parts_from_model(model: Any) -> ExportParts:
+    """Collect the export parts from a fitted ``ceir_sdk.model.CEIRModel``."""
+    backbone = model.backbone
+    modules = backbone.torch_modules()
+    latent = getattr(model, "latent_model", None)
+    info = {
+        "backbone": backbone.spec(),
+        "latent_model": getattr(latent, "name", None),
+        "latent_dim": getattr(latent, "latent_dim", None),
+    }
+    return ExportParts(
+        image_module=modules["image"],
+        head_module=model.head_module(),
+        concepts=list(model.concepts),
+        concept_text_embeddings=np.asarray(model.concept_text_embeddings(), dtype=np.float32),
+        preprocess=backbone.preprocess_config(),
+        tokenizer_info=backbone.tokenizer_info(),
+        text_module=modules.get("text"),
+        model_info=info,
+    )
+
+
+def export_model_dir(model_dir: str | Path, out_dir: str | Path, **options: Any) -> Path:
+    """``ceir export onnx MODEL_DIR OUT_DIR``: load a fitted model directory and export it."""
+    try:
+        from ceir_sdk.model import CEIRModel
+    except ImportError as exc:  # the fitted-model package is part of the training install
+        raise BadInputError(
+            f"cannot load {model_dir}: ceir_sdk.model is unavailable ({exc}); install ceir-sdk[train]"
+        ) from exc
+    model = CEIRModel.load(model_dir)
+    parts = parts_from_model(model)
+    parts.model_info["source_dir"] = str(Path(model_dir).resolve())
+    return export_bundle(parts, out_dir, **options)
+
+
+class OnnxExporter:
+    """The ``onnx`` exporter registered with ceir (contracts.Exporter)."""
+
+    name = "onnx"
+
+    def __init__(self, **defaults: Any) -> None:
+        self.defaults = defaults
+
+    def export(self, model_dir: str | Path, out_dir: str | Path, **options: Any) -> Path:
+        return export_model_dir(model_dir, out_dir, **{**self.defaults, **options})

@@ -1,0 +1,275 @@
+"""Run an exported CEIR bundle with onnxruntime: no torch, open_clip or training code.
+
+    from ceir_onnx.runtime import Runtime
+    rt = Runtime("bundle/", providers="auto", precision="fp32", threads=4, batch_size=32)
+    latents = rt.embed("photos/")                    # (N, L) latent means
+    for e in rt.explain("photos/cat.jpg"): print(e.top)
+    index = rt.index("photos/")                      # exact search over latents
+    scores, rows = rt.search(index, "query.jpg", k=5)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ceir_onnx.bundle import read_manifest
+from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one
+from ceir_onnx.runtime.providers import ProviderWarning, check_active, resolve_providers
+from ceir_onnx.runtime.search import ExactIndex
+from ceir_onnx.runtime.tokenizer import ClipTokenizer
+from ceir_onnx.variants import cpu_safe_level
+from ceir_sdk.errors import BadInputError, IncompatibleFileError
+
+__all__ = ["Embeddings", "ExactIndex", "Explanation", "ProviderWarning", "Runtime"]
+
+OUTPUTS = ("latent", "concepts", "both", "all")
+SPACES = {"latent": "latent", "concepts": "concepts", "clip": "image_features"}
+
+
+@dataclass
+class Embeddings:
+    latent: np.ndarray  # (N, L) posterior means
+    concepts: np.ndarray  # (N, C) z-scored concept activations
+    image_features: np.ndarray  # (N, D) backbone features (CLIP space), unnormalised
+
+
+@dataclass
+class Explanation:
+    """The concepts an image shows most (``top``) and least (``absent``), by z-score."""
+
+    top: list[tuple[str, float]]
+    absent: list[tuple[str, float]]
+
+
+class Runtime:
+    """A loaded bundle: preprocessing, tokenizer and onnxruntime sessions."""
+
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike[str],
+        *,
+        precision: str = "auto",
+        providers: str | Sequence[str] | None = "auto",
+        threads: int | None = None,
+        batch_size: int = 32,
+        decode_workers: int | None = None,
+        verify: bool = True,
+    ) -> None:
+        import onnxruntime as ort
+        from safetensors.numpy import load_file
+
+        self.root = Path(bundle_dir)
+        self.manifest = read_manifest(self.root, verify=verify)
+        if batch_size < 1:
+            raise BadInputError(f"batch_size must be >= 1; got {batch_size}")
+        self.batch_size = batch_size
+        self.decode_workers = decode_workers or min(4, os.cpu_count() or 1)
+        self.preprocess_config = PreprocessConfig.from_dict(self.manifest["preprocess"])
+        self.concepts: list[str] = json.loads((self.root / self.manifest["concepts_file"]).read_text("utf-8"))
+        self.concept_text_embeddings = load_file(str(self.root / self.manifest["concept_embeddings_file"]))[
+            "concept_text_embeddings"
+        ]
+
+        requested, explicit = resolve_providers(providers)
+        variants = self.manifest["graphs"]["image"]["variants"]
+        on_gpu_build = any(p in ort.get_available_providers() for p in requested[:-1])
+        if precision == "auto":
+            precision = "fp16" if on_gpu_build and "fp16" in variants else "fp32"
+        if precision not in variants:
+            raise BadInputError(
+                f"this bundle has no {precision!r} image graph (it has {', '.join(variants)}); "
+                f"re-export with --{precision} or choose one of those"
+            )
+        self.precision = precision
+
+        self._options = ort.SessionOptions()
+        self._options.log_severity_level = 3
+        if threads:
+            self._options.intra_op_num_threads = int(threads)
+            self._options.inter_op_num_threads = 1
+        self._requested = requested
+        self._explicit = explicit
+        self.image_session = self._session(variants[precision]["file"])
+        self.providers: list[str] = list(self.image_session.get_providers())
+        self._text_session: Any = None
+        self._tokenizer: ClipTokenizer | None = None
+
+    # -- sessions --------------------------------------------------------------------
+    def _session(self, file: str) -> Any:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        usable = [p for p in self._requested if p in available]
+        self._options.graph_optimization_level = cpu_safe_level(self.precision if "image" in file else "fp32", usable)
+        try:
+            session = ort.InferenceSession(str(self.root / file), self._options, providers=usable)
+        except Exception as exc:  # onnxruntime raises its own types; name the file and the way out
+            raise IncompatibleFileError(
+                f"onnxruntime {ort.__version__} cannot load {self.root / file}: {exc}; "
+                "re-export the bundle with this version or upgrade onnxruntime"
+            ) from exc
+        check_active(self._requested, session.get_providers(), self._explicit)
+        return session
+
+    @property
+    def text_session(self) -> Any:
+        if self._text_session is None:
+            graphs = self.manifest["graphs"]
+            if "text" not in graphs:
+                raise BadInputError("this bundle was exported without a text graph; text queries need one")
+            self._text_session = self._session(graphs["text"]["variants"]["fp32"]["file"])
+        return self._text_session
+
+    @property
+    def tokenizer(self) -> ClipTokenizer:
+        if self._tokenizer is None:
+            info = self.manifest.get("tokenizer")
+            if not info:
+                raise BadInputError("this bundle has no tokenizer; re-export with a text graph")
+            self._tokenizer = ClipTokenizer(self.root / info["vocab_file"], info["context_length"])
+        return self._tokenizer
+
+    # -- images ----------------------------------------------------------------------
+    def preprocess(self, images: Any) -> np.ndarray:
+        """Images in any accepted form -> float32 pixels (N, 3, S, S) for the image graph."""
+        return np.stack([preprocess_one(im, self.preprocess_config) for im in iter_images(images)])
+
+    def _pixel_batches(self, items: Sequence[Any]) -> Iterator[np.ndarray]:
+        """Decode and preprocess in threads, a bounded window ahead of inference."""
+        cfg = self.preprocess_config
+        window = 2 * self.batch_size
+        with ThreadPoolExecutor(self.decode_workers) as pool:
+            pending: deque[Future[np.ndarray]] = deque()
+            it = iter(items)
+            for item in it:
+                pending.append(pool.submit(preprocess_one, item, cfg))
+                if len(pending) >= window:
+                    break
+            batch: list[np.ndarray] = []
+            while pending:
+                batch.append(pending.popleft().result())
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(preprocess_one, nxt, cfg))
+                if len(batch) == self.batch_size:
+                    yield np.stack(batch)
+                    batch = []
+            if batch:
+                yield np.stack(batch)
+
+    def run_pixels(self, pixels: np.ndarray) -> Embeddings:
+        """Run the image graph on preprocessed pixels (N, 3, S, S), in batches."""
+        pixels = np.asarray(pixels, dtype=np.float32)
+        size = self.preprocess_config.image_size
+        if pixels.ndim != 4 or pixels.shape[1:] != (3, size, size):
+            raise BadInputError(f"pixels must be (N, 3, {size}, {size}) float32; got {pixels.shape}")
+        outs = [self._run_batch(pixels[i : i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)]
+        return _concat(outs)
+
+    def _run_batch(self, pixels: np.ndarray) -> Embeddings:
+        concepts, latent, features = self.image_session.run(None, {"pixels": pixels})
+        return Embeddings(latent=latent, concepts=concepts, image_features=features)
+
+    def embed_all(self, images: Any, *, progress: bool = False) -> Embeddings:
+        """All three outputs for images given as paths, a folder, PIL images or uint8 arrays."""
+        from tqdm.auto import tqdm
+
+        items = iter_images(images)
+        outs: list[Embeddings] = []
+        with tqdm(total=len(items), desc="embed", unit="img", disable=not progress) as bar:
+            for pixels in self._pixel_batches(items):
+                outs.append(self._run_batch(pixels))
+                bar.update(len(pixels))
+        return _concat(outs)
+
+    def embed(self, images: Any, *, output: str = "latent", progress: bool = False) -> Any:
+        """``output``: "latent" (N, L), "concepts" (N, C), "both" (concepts, latent) or "all"."""
+        if output not in OUTPUTS:
+            raise BadInputError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
+        emb = self.embed_all(images, progress=progress)
+        if output == "latent":
+            return emb.latent
+        if output == "concepts":
+            return emb.concepts
+        if output == "both":
+            return emb.concepts, emb.latent
+        return emb
+
+    def explain(self, images: Any = None, *, concepts: np.ndarray | None = None, top_k: int = 5) -> list[Explanation]:
+        """Name the strongest and weakest concepts of each image (or of given activations)."""
+        acts = np.asarray(concepts) if concepts is not None else self.embed(images, output="concepts")
+        acts = acts[None, :] if acts.ndim == 1 else acts
+        if acts.shape[1] != len(self.concepts):
+            raise BadInputError(
+                f"activations have {acts.shape[1]} columns; the bundle has {len(self.concepts)} concepts"
+            )
+        result = []
+        for row in acts:
+            order = np.argsort(-row, kind="stable")
+            result.append(
+                Explanation(
+                    top=[(self.concepts[i], float(row[i])) for i in order[:top_k]],
+                    absent=[(f"NOT {self.concepts[i]}", float(row[i])) for i in order[::-1][:top_k]],
+                )
+            )
+        return result
+
+    # -- text ------------------------------------------------------------------------
+    def embed_texts(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Unnormalised text features (N, D) in the backbone's space."""
+        tokens = self.tokenizer([texts] if isinstance(texts, str) else list(texts))
+        out = [self.text_session.run(None, {"tokens": tokens[i : i + self.batch_size]})[0]
+               for i in range(0, len(tokens), self.batch_size)]
+        return np.concatenate(out).astype(np.float32)
+
+    def concept_similarity(self, images: Any, texts: Sequence[str]) -> np.ndarray:
+        """Open-world concepts: cosine of each image to each text (N, len(texts))."""
+        feats = self.embed(images, output="all").image_features
+        text = self.embed_texts(texts)
+        feats = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+        text = text / np.linalg.norm(text, axis=1, keepdims=True)
+        return feats @ text.T
+
+    # -- search ----------------------------------------------------------------------
+    def index(self, images: Any, *, space: str = "latent", metric: str = "cosine") -> ExactIndex:
+        """Embed images and put them in an exact index; ids are the paths when given."""
+        if space not in SPACES:
+            raise BadInputError(f"space must be one of {', '.join(SPACES)}; got {space!r}")
+        items = iter_images(images)
+        emb = self.embed_all(items)
+        ids = [str(i) if isinstance(i, (str, os.PathLike)) else n for n, i in enumerate(items)]
+        return ExactIndex(metric=metric).add(getattr(emb, SPACES[space]), ids)
+
+    def search(self, index: Any, query: Any, *, k: int = 10, space: str = "latent") -> tuple[np.ndarray, np.ndarray]:
+        """Nearest neighbours of query images, or of vectors (2-D float array), in ``index``.
+
+        ``index`` is an :class:`ExactIndex` or anything with ``search(vectors, k)``.
+        """
+        if isinstance(query, np.ndarray) and query.dtype.kind == "f":
+            vectors = query
+        else:
+            vectors = getattr(self.embed(query, output="all"), SPACES[space])
+        return index.search(vectors, k)
+
+    def search_text(self, index: Any, text: str | Sequence[str], *, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Text query against an index built with ``space="clip"``."""
+        return index.search(self.embed_texts(text), k)
+
+
+def _concat(parts: list[Embeddings]) -> Embeddings:
+    if not parts:
+        raise BadInputError("no images were given")
+    return Embeddings(
+        latent=np.concatenate([p.latent for p in parts]),
+        concepts=np.concatenate([p.concepts for p in parts]),
+        image_features=np.concatenate([p.image_features for p in parts]),
+    )

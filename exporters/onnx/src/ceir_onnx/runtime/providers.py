@@ -1,0 +1,62 @@
+"""Choosing onnxruntime execution providers, and saying so loudly when a GPU is missing."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import onnxruntime as ort
+
+log = logging.getLogger("ceir_onnx")
+
+ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class ProviderWarning(RuntimeWarning):
+    """A GPU execution provider was requested but is not active."""
+
+
+def resolve_providers(providers: str | Sequence[str] | None) -> tuple[list[str], bool]:
+    """Return (provider list in priority order, explicitly requested?).
+
+    ``"auto"``/None: TensorRT and CUDA when this onnxruntime build has them, then CPU.
+    Otherwise a name or list of names (aliases cpu, cuda, tensorrt accepted).
+    """
+    available = ort.get_available_providers()
+    if providers is None or providers == "auto":
+        chosen = [p for p in GPU_PROVIDERS if p in available]
+        return [*chosen, "CPUExecutionProvider"], False
+    names = [providers] if isinstance(providers, str) else list(providers)
+    resolved = [ALIASES.get(n.lower(), n) for n in names]
+    if "CPUExecutionProvider" not in resolved:
+        resolved.append("CPUExecutionProvider")  # always keep a place to fall back to
+    return resolved, True
+
+
+def check_active(requested: list[str], active: Sequence[str], explicit: bool) -> list[str]:
+    """Warn (logging + ProviderWarning) for each requested GPU provider that is not active."""
+    missing = [p for p in requested if p in GPU_PROVIDERS and p not in active]
+    if not missing:
+        return []
+    available = ort.get_available_providers()
+    # In auto mode TensorRT is optional when CUDA is active; anything else is a real fall-back.
+    if not explicit and "CUDAExecutionProvider" in active:
+        missing = [p for p in missing if p != "TensorrtExecutionProvider"]
+    for p in missing:
+        hint = (
+            "this onnxruntime build lacks it: install onnxruntime-gpu instead of onnxruntime "
+            "(pip uninstall onnxruntime; pip install 'ceir-onnx[gpu]')"
+            if p not in available
+            else "the CUDA/cuDNN (or TensorRT) libraries or the GPU could not be loaded; see onnxruntime's log"
+        )
+        message = f"WARNING: {p} was requested but is NOT active; running on {list(active)}. {hint}"
+        log.warning(message)
+        warnings.warn(message, ProviderWarning, stacklevel=3)
+    return missing

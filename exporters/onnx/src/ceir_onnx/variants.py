@@ -1,0 +1,96 @@
+"""Reduced-precision variants of an exported graph and their measured agreement.
+
+int8: onnxruntime dynamic quantization (weights int8, activations quantized per batch at
+run time) for CPUs. fp16: weights and compute in half precision with float32 inputs and
+outputs kept, for GPUs. Agreement is measured against the fp32 graph on given inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # MatMul/Gemm carry almost all the weights and time of a ViT; per-channel keeps the
+    # error of randomly scaled rows small. Attention and LayerNorm stay in float.
+    quantize_dynamic(
+        src,
+        dst,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Gemm"],
+    )
+
+
+def convert_fp16(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    # keep_io_types: callers still pass and receive float32; casts sit at the edges.
+    half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    _toposort(half.graph)  # the converter appends its input casts last; onnx.checker requires order
+    onnx.save(half, str(dst))
+    onnx.checker.check_model(str(dst), full_check=True)
+
+
+def _toposort(graph: Any) -> None:
+    produced = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in produced for i in n.input)]
+        if not ready:
+            raise RuntimeError("graph has a cycle or a dangling input; cannot order it")
+        ids = {id(n) for n in ready}
+        for node in ready:
+            ordered.append(node)
+            produced.update(node.output)
+        pending = [n for n in pending if id(n) not in ids]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def cpu_safe_level(precision: str, providers: list[str]) -> Any:
+    """Graph optimisation level: onnxruntime 1.32 crashes applying its CPU layout
+    optimisations (ORT_ENABLE_ALL) to float16 graphs, so fp16 on CPU stops one level lower."""
+    import onnxruntime as ort
+
+    if precision == "fp16" and providers[:1] == ["CPUExecutionProvider"]:
+        return ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    return ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+def run_graph(path: Path, feeds: dict[str, np.ndarray], providers: list[str] | None = None) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    providers = providers or ["CPUExecutionProvider"]
+    options.graph_optimization_level = cpu_safe_level("fp16" if ".fp16." in path.name else "fp32", providers)
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    return [np.asarray(o, dtype=np.float32) for o in session.run(None, feeds)]
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(denom, 1e-30)
+
+
+def agreement(reference: list[np.ndarray], other: list[np.ndarray], names: list[str]) -> dict[str, Any]:
+    """Per output: min and mean row cosine and max abs difference to the reference."""
+    result: dict[str, Any] = {}
+    for name, ref, out in zip(names, reference, other):
+        cos = cosine_rows(ref, out)
+        result[name] = {
+            "min_cosine": float(cos.min()),
+            "mean_cosine": float(cos.mean()),
+            "max_abs_diff": float(np.abs(ref - out).max()),
+        }
+    return result
