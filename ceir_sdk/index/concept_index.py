@@ -1,0 +1,652 @@
+"""ConceptIndex: latents for similarity, concept activations for explanation, metadata in SQLite.
+
+Vectors (faiss), activations (numpy) and metadata (SQLite) change together: every add or
+remove validates first, writes SQLite inside a transaction together with a generation
+counter, changes faiss, and commits only when both succeeded. Saved versions record the
+generation and counts of all three, and loading refuses a version where they disagree.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from ceir_sdk._version import __version__
+from ceir_sdk.errors import BadInputError, IncompatibleFileError
+from ceir_sdk.index import persist
+from ceir_sdk.index.encoder import Encoder, as_encoder, load_encoder
+from ceir_sdk.index.explain import name_clusters, shared_concepts, top_concepts
+from ceir_sdk.index.expression import ConceptQuery, UnknownConceptError, parse_expression
+from ceir_sdk.index.metadata import MetadataStore
+from ceir_sdk.index.vectors import VectorStore, choose_factory, train_sample_size
+
+Where = Mapping[str, Any] | None
+
+
+@dataclass
+class Hit:
+    """One result: the item, its score (higher is better) and the concepts behind the match."""
+
+    id: int
+    score: float
+    concepts: list[tuple[str, float]]
+    key: str | None = None
+    path: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": self.score, "key": self.key, "path": self.path,
+                "fields": self.fields, "concepts": [[c, v] for c, v in self.concepts]}
+
+
+@dataclass
+class IndexClusters:
+    """k-means over an index: per-item assignment and concept names per cluster."""
+
+    ids: np.ndarray
+    assignment: np.ndarray
+    centroids: np.ndarray
+    names: list[str]
+    top_concepts: list[list[tuple[str, float]]]
+
+    @property
+    def sizes(self) -> list[int]:
+        return np.bincount(self.assignment, minlength=len(self.names)).tolist()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"k": len(self.names), "clusters": [
+            {"cluster": c, "name": self.names[c], "size": self.sizes[c],
+             "concepts": [[n, v] for n, v in self.top_concepts[c]]} for c in range(len(self.names))]}
+
+
+@dataclass
+class Shard:
+    """A piece of a large collection: latents, optional activations, ids and metadata."""
+
+    latents: np.ndarray
+    activations: np.ndarray | None = None
+    ids: np.ndarray | None = None
+    metadata: Sequence[Mapping[str, Any]] | None = None
+
+
+def _as_matrix(x: Any, dim: int | None, what: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise BadInputError(f"{what} must be a 2-D array (N, D); got shape {a.shape}")
+    if dim is not None and a.shape[1] != dim:
+        raise BadInputError(f"{what} have dimension {a.shape[1]}, but the index holds {dim}-d vectors; "
+                            "encode queries with the model that built the index")
+    if not np.isfinite(a).all():
+        raise BadInputError(f"{what} contain NaN or infinite values")
+    return np.ascontiguousarray(a)
+
+
+class ConceptIndex:
+    """A searchable, explainable, persistent collection of CEIR embeddings.
+
+    ``dim`` is the latent size; ``concepts`` names the columns of the activations.
+    ``metric`` is "l2" (score = minus squared distance), "ip" or "cosine". ``factory`` is a
+    faiss index-factory string; by default the type is chosen by size when data first
+    arrives (see :func:`ceir_sdk.index.vectors.choose_factory`).
+    """
+
+    def __init__(self, dim: int, concepts: Sequence[str] = (), *, metric: str = "l2", factory: str | None = None,
+                 encoder: Any = None, use_gpu: bool | None = None, presence_threshold: float = 0.0) -> None:
+        if int(dim) <= 0:
+            raise BadInputError(f"dim must be positive, got {dim}")
+        concepts = [str(c) for c in concepts]
+        if len(set(concepts)) != len(concepts):
+            raise BadInputError("concept names must be unique")
+        self.dim = int(dim)
+        self.concepts = concepts
+        self.metric = metric
+        self.factory = factory
+        self.presence_threshold = float(presence_threshold)
+        self.encoder_ref: dict[str, Any] | None = None
+        self._encoder: Encoder | None = as_encoder(encoder) if encoder is not None else None
+        self._use_gpu = use_gpu
+        self._store: VectorStore | None = None
+        self._meta = MetadataStore()
+        self._ids = np.zeros(0, np.int64)
+        self._acts = np.zeros((0, len(concepts)), np.float32)
+        self._sorter: np.ndarray | None = None
+        self._quantiles: tuple[np.ndarray, np.ndarray] | None = None
+        self.generation = 0
+        self.tuning: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        if metric not in ("l2", "ip", "cosine"):
+            raise BadInputError(f"metric {metric!r} is not one of l2, ip, cosine")
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def build(cls, latents: np.ndarray, activations: np.ndarray | None = None, concepts: Sequence[str] = (), *,
+              ids: Any = None, metadata: Sequence[Mapping[str, Any]] | None = None, metric: str = "l2",
+              factory: str | None = None, shard_size: int = 100_000, tune: bool = True,
+              target_recall: float = 0.97, encoder: Any = None, use_gpu: bool | None = None, seed: int = 0,
+              progress: bool = True) -> ConceptIndex:
+        """Choose the index type by size, train on a sample, add in shards, tune nprobe."""
+        x = _as_matrix(latents, None, "latents")
+        index = cls(x.shape[1], concepts, metric=metric, factory=factory, encoder=encoder, use_gpu=use_gpu)
+        index.train(x, seed=seed, expected_size=len(x))
+        from tqdm.auto import tqdm
+
+        ids_arr = index._new_ids(len(x), ids)
+        with tqdm(total=len(x), desc="index add", unit="vec", disable=not progress) as bar:
+            for start in range(0, len(x), shard_size):
+                end = min(len(x), start + shard_size)
+                index.add(x[start:end], None if activations is None else np.asarray(activations)[start:end],
+                          ids=ids_arr[start:end], metadata=None if metadata is None else metadata[start:end])
+                bar.update(end - start)
+        if tune:
+            index.tune(target_recall=target_recall, seed=seed)
+        return index
+
+    @classmethod
+    def from_shards(cls, shards: Iterable[Shard | Mapping[str, Any]], dim: int, concepts: Sequence[str] = (), *,
+                    expected_size: int, metric: str = "l2", factory: str | None = None, tune: bool = True,
+                    target_recall: float = 0.97, seed: int = 0, progress: bool = True) -> ConceptIndex:
+        """Build from an iterable of shards: buffer shards until the training sample is full,
+        train, then add shard by shard (memory stays near one sample plus one shard)."""
+        from tqdm.auto import tqdm
+
+        index = cls(dim, concepts, metric=metric, factory=factory)
+        index.factory = factory or choose_factory(expected_size, dim)
+        need = max(1, train_sample_size(index.factory, expected_size))
+        pending: list[Shard] = []
+        buffered = 0
+        with tqdm(total=expected_size, desc="index add", unit="vec", disable=not progress) as bar:
+            for raw in shards:
+                shard = raw if isinstance(raw, Shard) else Shard(**dict(raw))
+                if index._store is None or not index._store.is_trained:
+                    pending.append(shard)
+                    buffered += len(shard.latents)
+                    if buffered < need:
+                        continue
+                    index.train(np.concatenate([np.asarray(s.latents, np.float32) for s in pending]),
+                                seed=seed, expected_size=expected_size)
+                    todo, pending = pending, []
+                else:
+                    todo = [shard]
+                for s in todo:
+                    index.add(s.latents, s.activations, ids=s.ids, metadata=s.metadata)
+                    bar.update(len(s.latents))
+            if pending:  # fewer vectors than a full training sample: train on what there is
+                index.train(np.concatenate([np.asarray(s.latents, np.float32) for s in pending]),
+                            seed=seed, expected_size=expected_size)
+                for s in pending:
+                    index.add(s.latents, s.activations, ids=s.ids, metadata=s.metadata)
+                    bar.update(len(s.latents))
+        if tune:
+            index.tune(target_recall=target_recall, seed=seed)
+        return index
+
+    def train(self, sample: np.ndarray, *, seed: int = 0, expected_size: int | None = None) -> None:
+        """Create the faiss index (type by ``expected_size``) and train it on a sample."""
+        x = _as_matrix(sample, self.dim, "training vectors")
+        with self._lock:
+            if self._store is None:
+                self.factory = self.factory or choose_factory(expected_size or len(x), self.dim)
+                self._store = VectorStore.create(self.dim, self.metric, self.factory, use_gpu=self._use_gpu)
+            if self._store.is_trained:
+                return
+            need = train_sample_size(self.factory or "", expected_size or len(x))
+            if need and len(x) > need:
+                x = x[np.random.default_rng(seed).choice(len(x), need, replace=False)]
+            self._store.train(x)
+
+    def tune(self, *, target_recall: float = 0.97, n_queries: int = 256, k: int = 10, seed: int = 0) -> dict[str, Any]:
+        """Pick the search breadth (nprobe) that reaches ``target_recall`` on stored items."""
+        if self._store is None or len(self) == 0:
+            return {"tuned": False}
+        rng = np.random.default_rng(seed)
+        sample = self._ids[rng.choice(len(self), min(n_queries, len(self)), replace=False)]
+        self.tuning = self._store.tune(sample, k=k, target_recall=target_recall)
+        return self.tuning
+
+    # -- mutation ----------------------------------------------------------------------
+    def _new_ids(self, n: int, ids: Any) -> np.ndarray:
+        if ids is None:
+            start = int(self._ids.max()) + 1 if len(self._ids) else 0
+            return np.arange(start, start + n, dtype=np.int64)
+        arr = np.asarray(ids)
+        if arr.shape != (n,) or arr.dtype.kind not in "iu":
+            raise BadInputError(f"ids must be {n} integers (one per vector); got shape {arr.shape}, dtype {arr.dtype}")
+        if len(arr) and (arr.min() < 0 or arr.max() > np.iinfo(np.int64).max):
+            raise BadInputError("ids must be non-negative int64 values")
+        return arr.astype(np.int64)
+
+    def add(self, latents: Any, activations: Any = None, *, ids: Any = None,
+            metadata: Sequence[Mapping[str, Any]] | None = None) -> np.ndarray:
+        """Add items; returns their ids. All three stores change, or none does."""
+        x = _as_matrix(latents, self.dim, "latents")
+        n = len(x)
+        if self.concepts:
+            if activations is None:
+                raise BadInputError(f"this index explains by {len(self.concepts)} concepts; give activations (N, C)")
+            acts = _as_matrix(activations, len(self.concepts), "concept activations")
+            if len(acts) != n:
+                raise BadInputError(f"{n} latents but {len(acts)} rows of concept activations")
+        else:
+            acts = np.zeros((n, 0), np.float32)
+        records: list[Mapping[str, Any]] = list(metadata) if metadata is not None else [{}] * n
+        if len(records) != n:
+            raise BadInputError(f"{n} latents but {len(records)} metadata records")
+        with self._lock:
+            new_ids = self._new_ids(n, ids)
+            if len(np.unique(new_ids)) != n:
+                raise BadInputError("ids repeat within this batch; every item needs its own id")
+            clash = np.intersect1d(new_ids, self._ids)
+            if len(clash):
+                raise BadInputError(f"ids already in the index: {clash[:5].tolist()}; remove them first or use new ids")
+            if self._store is None or not self._store.is_trained:
+                self.train(x, expected_size=n)
+            assert self._store is not None
+            all_ids = np.concatenate([self._ids, new_ids])
+            all_acts = np.concatenate([self._acts, acts])
+            conn = self._meta.conn
+            conn.execute("BEGIN")
+            try:
+                self._meta.insert(new_ids, records)
+                self._meta.set_meta("generation", self.generation + 1)
+                self._store.add(new_ids, x)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self._ids, self._acts = all_ids, all_acts
+            self._changed()
+            return new_ids
+
+    def remove(self, ids: Any) -> int:
+        """Remove items by id; unknown ids are an error (nothing is removed then)."""
+        arr = np.unique(np.asarray(ids, dtype=np.int64).reshape(-1))
+        with self._lock:
+            missing = np.setdiff1d(arr, self._ids)
+            if len(missing):
+                raise BadInputError(f"ids not in the index: {missing[:5].tolist()}; nothing was removed")
+            if not len(arr):
+                return 0
+            keep = ~np.isin(self._ids, arr)
+            new_ids, new_acts = self._ids[keep], self._acts[keep]
+            assert self._store is not None
+            conn = self._meta.conn
+            conn.execute("BEGIN")
+            try:
+                self._meta.delete(arr)
+                self._meta.set_meta("generation", self.generation + 1)
+                removed = self._store.remove(arr)
+                if removed != len(arr):
+                    raise IncompatibleFileError(f"faiss removed {removed} of {len(arr)} vectors; the index is damaged")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self._ids, self._acts = new_ids, new_acts
+            self._changed()
+            return len(arr)
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self._sorter = None
+        self._quantiles = None
+
+    # -- lookups -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._ids.copy()
+
+    @property
+    def encoder(self) -> Encoder | None:
+        if self._encoder is None and self.encoder_ref:
+            self._encoder = load_encoder(self.encoder_ref["path"])
+        return self._encoder
+
+    @encoder.setter
+    def encoder(self, value: Any) -> None:
+        self._encoder = None if value is None else as_encoder(value)
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        if self._sorter is None:
+            self._sorter = np.argsort(self._ids, kind="stable")
+        sorted_ids = self._ids[self._sorter]
+        pos = np.clip(np.searchsorted(sorted_ids, ids), 0, max(len(sorted_ids) - 1, 0))
+        if len(sorted_ids) == 0 or not np.array_equal(sorted_ids[pos], ids):
+            bad = [int(i) for i in ids if i not in set(sorted_ids[pos].tolist())] if len(sorted_ids) else ids.tolist()
+            raise BadInputError(f"ids not in the index: {bad[:5]}")
+        return self._sorter[pos]
+
+    def activations_of(self, ids: Any) -> np.ndarray:
+        """Stored z-scored concept activations (N, C) of items."""
+        return self._acts[self._rows(np.asarray(ids, dtype=np.int64).reshape(-1))]
+
+    def vectors_of(self, ids: Any) -> np.ndarray:
+        """Stored latents (N, L) (approximate for PQ indexes; normalised for cosine)."""
+        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        self._rows(arr)
+        assert self._store is not None
+        return self._store.reconstruct(arr)
+
+    def get(self, ids: Any) -> list[dict[str, Any]]:
+        """Metadata records of items, in the order asked."""
+        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        self._rows(arr)
+        recs = self._meta.records(arr.tolist())
+        return [{"id": int(i), **recs[int(i)]} for i in arr]
+
+    def ids_for_keys(self, keys: Sequence[str]) -> np.ndarray:
+        found = self._meta.ids_for_keys(list(keys))
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise BadInputError(f"keys not in the index: {missing[:5]}")
+        return np.array([found[k] for k in keys], dtype=np.int64)
+
+    # -- queries -----------------------------------------------------------------------
+    def _check_k(self, k: int) -> None:
+        if len(self) == 0:
+            raise BadInputError("the index is empty; add items before searching")
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise BadInputError(f"k must be a positive integer, got {k!r}")
+        if k > len(self):
+            raise BadInputError(f"k={k} but the index holds only {len(self)} items; ask for k <= {len(self)}")
+
+    def _allowed(self, where: Where, exclude: np.ndarray | None = None) -> np.ndarray | None:
+        allowed = self._meta.filter_ids(where) if where else None
+        if exclude is not None and len(exclude):
+            allowed = np.setdiff1d(self._ids if allowed is None else allowed, exclude)
+        return allowed
+
+    def _hits(self, ids: np.ndarray, scores: np.ndarray, query_acts: np.ndarray | None, top: int) -> list[Hit]:
+        valid = ids >= 0
+        ids, scores = ids[valid], scores[valid]
+        if not len(ids):
+            return []
+        recs = self._meta.records(ids.tolist())
+        acts = self._acts[self._rows(ids)] if self.concepts else None
+        hits = []
+        for j, (i, s) in enumerate(zip(ids.tolist(), scores.tolist())):
+            if acts is None:
+                expl: list[tuple[str, float]] = []
+            elif query_acts is not None:
+                expl = shared_concepts(query_acts, acts[j], self.concepts, top)
+            else:
+                expl = top_concepts(acts[j], self.concepts, top)
+            r = recs[i]
+            hits.append(Hit(i, float(s), expl, r["key"], r["path"], r["fields"]))
+        return hits
+
+    def search(self, vectors: Any, k: int = 10, *, where: Where = None, query_concepts: Any = None,
+               exclude: Any = None, nprobe: int | None = None, explain_top: int = 5) -> list[list[Hit]]:
+        """Nearest items to latent vectors (Q, L); one list of hits per query.
+
+        ``query_concepts`` (Q, C), when known, lets each hit name the concepts it shares
+        with the query; otherwise hits name their own strongest concepts.
+        """
+        q = _as_matrix(vectors, self.dim, "query vectors")
+        self._check_k(k)
+        qa = None
+        if query_concepts is not None and self.concepts:
+            qa = _as_matrix(query_concepts, len(self.concepts), "query concept activations")
+            if len(qa) != len(q):
+                raise BadInputError(f"{len(q)} query vectors but {len(qa)} rows of query concepts")
+        excl = None if exclude is None else np.asarray(exclude, dtype=np.int64).reshape(-1)
+        with self._lock:
+            allowed = self._allowed(where, excl)
+            assert self._store is not None
+            scores, ids = self._store.search(q, k, allowed=allowed, nprobe=nprobe)
+            return [self._hits(ids[r], scores[r], None if qa is None else qa[r], explain_top) for r in range(len(q))]
+
+    def _encoder_or_fail(self, encoder: Any, what: str) -> Encoder:
+        enc = as_encoder(encoder) if encoder is not None else self.encoder
+        if enc is None:
+            raise BadInputError(f"{what} needs an encoder: pass encoder= (a CEIRModel, an ONNX Runtime, or an "
+                                "Encoder) or build the index with one (`ceir index build --model DIR`)")
+        if self.concepts and list(enc.concepts) != self.concepts:
+            raise BadInputError("the encoder's concepts differ from the index's; use the model that built the index")
+        return enc
+
+    def search_images(self, images: Any, k: int = 10, *, where: Where = None, encoder: Any = None) -> list[list[Hit]]:
+        """Query by image(s): encoded with the model into latents and activations."""
+        acts, lat = self._encoder_or_fail(encoder, "searching by image").encode_images(images)
+        return self.search(lat, k, where=where, query_concepts=acts if self.concepts else None)
+
+    def search_text(self, texts: str | Sequence[str], k: int = 10, *, where: Where = None,
+                    encoder: Any = None) -> list[list[Hit]]:
+        """Query by text: the text embedding through the concept head into the latent space."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or any(not str(t).strip() for t in texts):
+            raise BadInputError("text queries must be non-empty strings")
+        acts, lat = self._encoder_or_fail(encoder, "searching by text").encode_texts(texts)
+        return self.search(lat, k, where=where, query_concepts=acts if self.concepts else None)
+
+    def parse(self, expression: str) -> ConceptQuery:
+        if not self.concepts:
+            raise BadInputError("this index holds no concept activations, so it cannot answer concept queries")
+        return parse_expression(expression, self.concepts)
+
+    def search_concepts(self, expression: str | ConceptQuery, k: int = 10, *, where: Where = None,
+                        threshold: float | None = None) -> list[Hit]:
+        """Items that show the + concepts and lack the - ones, ranked by weighted activation."""
+        query = expression if isinstance(expression, ConceptQuery) else self.parse(expression)
+        for t in query.terms:
+            if t.concept not in self.concepts:
+                raise UnknownConceptError(f"unknown concept {t.concept!r}; see `ceir index info` for the list")
+        self._check_k(k)
+        with self._lock:
+            thr = self.presence_threshold if threshold is None else threshold
+            score, mask = query.evaluate(self._acts, self.concepts, thr)
+            allowed = self._allowed(where)
+            if allowed is not None:
+                mask &= np.isin(self._ids, allowed)
+            rows = np.flatnonzero(mask)
+            top = rows[np.argsort(-score[rows], kind="stable")[:k]]
+            hits = self._hits(self._ids[top], score[top], None, 0)
+            col = {c: j for j, c in enumerate(self.concepts)}
+            for h, r in zip(hits, top):
+                h.concepts = [(("NOT " if t.occur == "must_not" else "") + t.concept,
+                               round(float(self._acts[r, col[t.concept]]), 4)) for t in query.terms]
+            return hits
+
+    def concept_levels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-concept 'absent' and 'present' levels (10th and 90th percentiles of the index)."""
+        if self._quantiles is None:
+            if len(self) == 0:
+                raise BadInputError("the index is empty")
+            sample = self._acts
+            if len(sample) > 100_000:
+                sample = sample[np.random.default_rng(0).choice(len(sample), 100_000, replace=False)]
+            lo, hi = np.percentile(sample, [10, 90], axis=0)
+            self._quantiles = (lo.astype(np.float32), hi.astype(np.float32))
+        return self._quantiles
+
+    def edit_concepts(self, activations: np.ndarray, *, add: Sequence[str] = (), remove: Sequence[str] = (),
+                      set_values: Mapping[str, float] | None = None) -> np.ndarray:
+        """CEIR label manipulation: raise added concepts to at least their 'present' level,
+        lower removed ones to at most their 'absent' level, or set exact z-scores."""
+        a = np.array(activations, dtype=np.float32).reshape(-1)
+        if a.shape[0] != len(self.concepts):
+            raise BadInputError(f"activations have {a.shape[0]} values; the index has {len(self.concepts)} concepts")
+        if not (add or remove or set_values):
+            raise BadInputError("no concept edit given; name concepts to add, remove or set")
+        col = {c: j for j, c in enumerate(self.concepts)}
+        lo, hi = self.concept_levels()
+        names = [*add, *remove, *(set_values or {})]
+        for name in names:
+            if name not in col:
+                raise UnknownConceptError(f"unknown concept {name!r} in the edit; see `ceir index info`")
+        both = set(add) & set(remove)
+        if both:
+            raise BadInputError(f"concepts both added and removed: {sorted(both)}")
+        for name in add:
+            a[col[name]] = max(a[col[name]], hi[col[name]])
+        for name in remove:
+            a[col[name]] = min(a[col[name]], lo[col[name]])
+        for name, v in (set_values or {}).items():
+            a[col[name]] = float(v)
+        return a
+
+    def search_like(self, item_id: int, k: int = 10, *, add: Sequence[str] = (), remove: Sequence[str] = (),
+                    set_values: Mapping[str, float] | None = None, where: Where = None, encoder: Any = None,
+                    exclude_self: bool = True) -> list[Hit]:
+        """Search by example with concept edits: the item's activations are edited, mapped to
+        a latent by the model's latent encoder, and searched; without edits, its own latent."""
+        if not self.concepts and (add or remove or set_values):
+            raise BadInputError("this index holds no concepts, so concept edits are not possible")
+        base = self.activations_of([item_id])[0]
+        if add or remove or set_values:
+            edited = self.edit_concepts(base, add=add, remove=remove, set_values=set_values)
+            enc = self._encoder_or_fail(encoder, "searching with concept edits")
+            latent = np.asarray(enc.concept_vector(edited[None, :]), np.float32)
+        else:
+            edited = base
+            latent = self.vectors_of([item_id])
+        self._check_k(k)
+        if exclude_self and len(self) <= k:
+            raise BadInputError(f"k={k} but only {len(self) - 1} other items exist; ask for fewer")
+        hits = self.search(latent, k, where=where, query_concepts=edited[None, :] if self.concepts else None,
+                           exclude=[item_id] if exclude_self else None)
+        return hits[0]
+
+    # -- clustering --------------------------------------------------------------------
+    def cluster(self, k: int, *, where: Where = None, niter: int = 25, nredo: int = 3, seed: int = 0,
+                max_points_per_centroid: int = 1024, name_top: int = 3) -> IndexClusters:
+        """faiss k-means over the stored latents; clusters named by their dominant concepts."""
+        ids = self._ids if not where else np.intersect1d(self._ids, self._meta.filter_ids(where))
+        if not isinstance(k, (int, np.integer)) or k < 2:
+            raise BadInputError(f"k must be an integer >= 2, got {k!r}")
+        if len(ids) < k:
+            raise BadInputError(f"cannot make {k} clusters from {len(ids)} items")
+        ids = np.sort(ids)
+        x = self.vectors_of(ids)
+        km = faiss.Kmeans(self.dim, int(k), niter=niter, nredo=nredo, seed=seed, spherical=self.metric == "cosine",
+                          max_points_per_centroid=max_points_per_centroid, verbose=False)
+        km.train(x)
+        _, assign = km.index.search(x, 1)
+        assignment = assign[:, 0].astype(np.int64)
+        if self.concepts:
+            names, tops = name_clusters(self.activations_of(ids), assignment, int(k), self.concepts, name_top)
+        else:
+            names, tops = [f"cluster {c}" for c in range(k)], [[] for _ in range(k)]
+        return IndexClusters(ids, assignment, np.array(km.centroids, dtype=np.float32), names, tops)
+
+    # -- consistency -------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise IncompatibleFileError unless vectors, activations and metadata hold the same ids."""
+        n = len(self._ids)
+        store_n = 0 if self._store is None else self._store.ntotal
+        problems = []
+        if self._acts.shape != (n, len(self.concepts)):
+            problems.append(f"activations {self._acts.shape} for {n} ids")
+        if store_n != n:
+            problems.append(f"faiss holds {store_n} vectors for {n} ids")
+        if self._meta.count() != n:
+            problems.append(f"metadata holds {self._meta.count()} rows for {n} ids")
+        if not problems:
+            sorted_ids = np.sort(self._ids)
+            if not np.array_equal(self._meta.all_ids(), sorted_ids):
+                problems.append("metadata ids differ from vector ids")
+            elif self._store is not None and not np.array_equal(self._store.ids(), sorted_ids):
+                problems.append("faiss ids differ from the stored ids")
+        gen = self._meta.get_meta("generation", 0)
+        if gen != self.generation:
+            problems.append(f"metadata generation {gen} != index generation {self.generation}")
+        if problems:
+            raise IncompatibleFileError("index is inconsistent: " + "; ".join(problems))
+
+    def info(self) -> dict[str, Any]:
+        store = self._store
+        return {
+            "count": len(self), "dim": self.dim, "metric": self.metric, "factory": self.factory,
+            "n_concepts": len(self.concepts), "generation": self.generation,
+            "nprobe": None if store is None else store.nprobe, "tuning": self.tuning,
+            "gpu": bool(store and store.use_gpu), "encoder": self.encoder_ref,
+            "presence_threshold": self.presence_threshold,
+        }
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write a new version atomically; the previous one stays loadable until the swap."""
+        from safetensors.numpy import save_file
+
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        with self._lock, persist.save_lock(root):
+            persist.clean_stale(root)
+            tmp, name = persist.begin_version(root)
+            try:
+                if self._store is not None:
+                    faiss.write_index(self._store.index, str(tmp / "vectors.faiss"))
+                save_file({"ids": np.ascontiguousarray(self._ids), "activations": np.ascontiguousarray(self._acts)},
+                          str(tmp / "arrays.safetensors"))
+                self._meta.save_to(tmp / "metadata.sqlite")
+                manifest = {
+                    "format": persist.FORMAT, "format_version": persist.FORMAT_VERSION,
+                    "ceir_sdk_version": __version__, "faiss_version": faiss.__version__,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "generation": self.generation, "count": len(self), "dim": self.dim,
+                    "metric": self.metric, "factory": self.factory, "concepts": self.concepts,
+                    "presence_threshold": self.presence_threshold, "encoder": self.encoder_ref,
+                    "search": {"nprobe": None if self._store is None else self._store.nprobe,
+                               "ef_search": None if self._store is None else self._store.ef_search},
+                    "tuning": self.tuning,
+                }
+                final = persist.commit_version(root, tmp, name, manifest)
+            except BaseException:
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            persist.clean_stale(root)
+            return final
+
+    @classmethod
+    def load(cls, path: str | Path, *, version: int | str | None = None, verify_checksums: bool = True,
+             encoder: Any = None, use_gpu: bool | None = None) -> ConceptIndex:
+        """Load the current (or a given) version, verifying format, checksums and counts."""
+        from safetensors.numpy import load_file
+
+        root = Path(path)
+        if version is None:
+            vname = persist.read_pointer(root)["version"]
+        else:
+            vname = version if isinstance(version, str) else persist.version_name(int(version))
+        vdir = root / vname
+        if not vdir.is_dir():
+            raise IncompatibleFileError(f"index version {vname} does not exist under {root}; "
+                                        f"versions present: {persist.versions(root)}")
+        m = persist.read_manifest(vdir, verify_checksums=verify_checksums)
+        try:
+            arrays = load_file(str(vdir / "arrays.safetensors"))
+        except Exception as exc:  # safetensors raises its own error types
+            raise IncompatibleFileError(f"{vdir / 'arrays.safetensors'} is unreadable: {exc}") from exc
+        index = cls(int(m["dim"]), m["concepts"], metric=m["metric"], factory=m["factory"], encoder=encoder,
+                    use_gpu=use_gpu, presence_threshold=float(m.get("presence_threshold", 0.0)))
+        index._ids = arrays["ids"].astype(np.int64)
+        index._acts = arrays["activations"].astype(np.float32).reshape(len(index._ids), len(index.concepts))
+        index._meta = MetadataStore.load_from(vdir / "metadata.sqlite")
+        if (vdir / "vectors.faiss").is_file():
+            try:
+                raw = faiss.read_index(str(vdir / "vectors.faiss"))
+            except RuntimeError as exc:
+                raise IncompatibleFileError(f"{vdir / 'vectors.faiss'} is unreadable: {exc}") from exc
+            search = m.get("search", {})
+            index._store = VectorStore(raw, m["metric"], m["factory"], nprobe=search.get("nprobe"),
+                                       ef_search=search.get("ef_search"), use_gpu=use_gpu)
+        index.generation = int(m["generation"])
+        index.tuning = m.get("tuning", {})
+        index.encoder_ref = m.get("encoder")
+        if len(index._ids) != m["count"]:
+            raise IncompatibleFileError(f"{vdir}: manifest says {m['count']} items, arrays hold {len(index._ids)}")
+        index.check()
+        return index

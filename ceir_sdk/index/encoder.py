@@ -1,0 +1,173 @@
+"""The ``Encoder`` protocol: how a ConceptIndex turns images, texts and edited concepts into queries.
+
+Anything with these three methods plugs in: the torch :class:`ceir_sdk.model.CEIRModel`
+(through :class:`ModelEncoder`), the torch-free ONNX runtime (through
+:class:`RuntimeEncoder`), or plain callables (:class:`FunctionEncoder`). The index itself
+never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ceir_sdk.errors import BadInputError, IncompatibleFileError
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Maps queries into an index's two spaces: concept activations (N, C) and latents (N, L)."""
+
+    @property
+    def concepts(self) -> Sequence[str]:
+        """Concept names, in the order of the activation columns."""
+        ...
+
+    def encode_images(self, images: Any) -> Pair:
+        """(z-scored concept activations (N, C), latents (N, L)) of images."""
+        ...
+
+    def encode_texts(self, texts: Sequence[str]) -> Pair:
+        """The same pair for texts: the text embedding sent through the concept head."""
+        ...
+
+    def concept_vector(self, activations: np.ndarray) -> np.ndarray:
+        """Latents (N, L) of z-scored concept activations (N, C): the latent encoder alone."""
+        ...
+
+
+class ModelEncoder:
+    """Adapter for a fitted :class:`ceir_sdk.model.CEIRModel` (needs torch)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.concepts: list[str] = list(model.concepts)
+
+    def encode_images(self, images: Any) -> Pair:
+        z, lat = self.model.encode(images, output="both", progress=False)
+        return np.asarray(z, np.float32), np.asarray(lat, np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> Pair:
+        feats = self.model.backbone.encode_texts(list(texts))
+        z, lat = self.model.encode_features(feats, output="both")
+        return np.asarray(z, np.float32), np.asarray(lat, np.float32)
+
+    def concept_vector(self, activations: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.latent_model.encode(np.asarray(activations, np.float32)), np.float32)
+
+
+class RuntimeEncoder:
+    """Adapter for the ONNX runtime (``ceir_onnx.runtime.Runtime``); no torch.
+
+    Images go through the bundle's image graph. Texts and edited concepts need graphs a
+    bundle may not carry; the runtime's own ``encode_texts`` / ``concept_vector`` are used
+    when present, otherwise a clear error says what is missing.
+    """
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.concepts: list[str] = list(runtime.concepts)
+
+    def encode_images(self, images: Any) -> Pair:
+        z, lat = self.runtime.embed(images, output="both")
+        return np.asarray(z, np.float32), np.asarray(lat, np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> Pair:
+        fn = getattr(self.runtime, "encode_texts", None)
+        if fn is None:
+            raise BadInputError(
+                "this ONNX bundle cannot map text into the latent space (no text-to-concepts graph); "
+                "re-export it with a newer ceir-onnx or query with the torch model"
+            )
+        z, lat = fn(list(texts))
+        return np.asarray(z, np.float32), np.asarray(lat, np.float32)
+
+    def concept_vector(self, activations: np.ndarray) -> np.ndarray:
+        fn = getattr(self.runtime, "concept_vector", None)
+        if fn is None:
+            raise BadInputError(
+                "this ONNX bundle has no concepts-to-latent graph, needed for concept edits; "
+                "re-export it with a newer ceir-onnx or use the torch model"
+            )
+        return np.asarray(fn(np.asarray(activations, np.float32)), np.float32)
+
+
+class FunctionEncoder:
+    """An encoder from plain callables; a missing one raises a clear error when needed."""
+
+    def __init__(
+        self,
+        concepts: Sequence[str],
+        *,
+        images: Callable[[Any], Pair] | None = None,
+        texts: Callable[[Sequence[str]], Pair] | None = None,
+        concept_vector: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        self.concepts: list[str] = list(concepts)
+        self._images, self._texts, self._concept_vector = images, texts, concept_vector
+
+    def encode_images(self, images: Any) -> Pair:
+        if self._images is None:
+            raise BadInputError("this encoder cannot encode images; give FunctionEncoder(images=...)")
+        return self._images(images)
+
+    def encode_texts(self, texts: Sequence[str]) -> Pair:
+        if self._texts is None:
+            raise BadInputError("this encoder cannot encode texts; give FunctionEncoder(texts=...)")
+        return self._texts(texts)
+
+    def concept_vector(self, activations: np.ndarray) -> np.ndarray:
+        if self._concept_vector is None:
+            raise BadInputError("this encoder cannot map concepts to latents; give FunctionEncoder(concept_vector=...)")
+        return self._concept_vector(activations)
+
+
+def as_encoder(obj: Any) -> Encoder:
+    """Wrap a CEIRModel or ONNX Runtime (or pass an Encoder through)."""
+    if hasattr(obj, "encode_features") and hasattr(obj, "latent_model"):
+        return ModelEncoder(obj)
+    if hasattr(obj, "embed") and hasattr(obj, "embed_texts"):
+        return RuntimeEncoder(obj)
+    if isinstance(obj, Encoder):
+        return obj
+    raise BadInputError(
+        f"{type(obj).__name__} is not an encoder: give a CEIRModel, an ONNX Runtime, or an object with "
+        "encode_images, encode_texts and concept_vector"
+    )
+
+
+def encoder_kind(path: str | Path) -> str:
+    """'ceir-model' or 'onnx-bundle', read from the directory's JSON."""
+    p = Path(path)
+    for name, fmt, kind in (("config.json", "ceir-model", "ceir-model"),
+                            ("manifest.json", "ceir-onnx-bundle", "onnx-bundle")):
+        f = p / name
+        if f.is_file():
+            try:
+                if json.loads(f.read_text(encoding="utf-8")).get("format") == fmt:
+                    return kind
+            except ValueError:
+                continue
+    raise IncompatibleFileError(f"{p} is neither a fitted CEIR model directory nor an ONNX bundle")
+
+
+def load_encoder(path: str | Path) -> Encoder:
+    """Load a model directory (torch) or an ONNX bundle (no torch) as an Encoder."""
+    kind = encoder_kind(path)
+    if kind == "ceir-model":
+        from ceir_sdk.model import CEIRModel
+
+        return ModelEncoder(CEIRModel.load(path))
+    try:
+        from ceir_onnx.runtime import Runtime
+    except ImportError as exc:
+        raise BadInputError(
+            f"{path} is an ONNX bundle; install ceir-onnx to use it: pip install 'ceir-sdk[onnx]'"
+        ) from exc
+    return RuntimeEncoder(Runtime(path))
