@@ -234,6 +234,7 @@ def _assemble(
         "usage": usage if usage_reported else None,
         "usage_note": f"token usage reported for {usage_reported} of {len(jobs)} replies (cached ones included)",
         "models_answering": sorted(models),
+        "provider_notes": list(getattr(adapter, "notes", [])),
     }
     return ConceptSet(
         concepts=list(concepts.values()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -35,6 +36,14 @@ class AnthropicAdapter:
             raise missing_key_error(api_key_env, "anthropic")
         self._key = key
         self._client = anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=0)
+        # Recent SDKs (and models) have no temperature parameter; older ones do.
+        self._temperature = "temperature" in inspect.signature(self._client.messages.create).parameters
+        self.notes: list[str] = []
+        if not self._temperature:
+            self.notes.append(
+                "temperature not sent: the installed anthropic SDK's Messages API has no temperature "
+                "parameter; samples differ by the model's own sampling"
+            )
 
     def secrets(self) -> list[str]:
         return [self._key]
@@ -46,9 +55,9 @@ class AnthropicAdapter:
                 model=self.model,
                 system=request.system,
                 messages=messages,
-                temperature=request.temperature,
                 max_tokens=request.max_tokens,
                 timeout=timeout,
+                **({"temperature": request.temperature} if self._temperature else {}),
             )
         except anthropic.APIStatusError as exc:
             raise error_for_status(
