@@ -1,0 +1,290 @@
+"""``ceir index build | add | remove | search | cluster | info``: the concept-aware FAISS index."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ceir_sdk.errors import BadInputError
+
+
+def _read_embeddings(path: str) -> tuple[Any, Any, list[str], Any]:
+    """(latent, concepts or None, concept names, ids or None) from .safetensors or .npz (no pickle)."""
+    import numpy as np
+
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="numpy") as fh:
+            names = set(fh.keys())
+            meta = fh.metadata() or {}
+            arrays = {k: fh.get_tensor(k) for k in names}
+        concept_names = json.loads(meta.get("concepts", "[]"))
+    elif p.suffix == ".npz":
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        concept_names = [str(c) for c in arrays.pop("concept_names", [])]
+    else:
+        raise BadInputError(f"{p}: embeddings must be a .safetensors or .npz file with a 'latent' array")
+    if "latent" not in arrays:
+        raise BadInputError(f"{p} has no 'latent' array (found {sorted(arrays)}); name the latents 'latent'")
+    acts = arrays.get("concepts")
+    if acts is not None and len(concept_names) != acts.shape[1]:
+        raise BadInputError(
+            f"{p}: 'concepts' has {acts.shape[1]} columns but {len(concept_names)} concept names are given "
+            "(safetensors metadata 'concepts' as a JSON list, or an npz array 'concept_names')"
+        )
+    return arrays["latent"], acts, concept_names, arrays.get("ids")
+
+
+def _read_metadata(path: str | None, n: int) -> list[dict[str, Any]] | None:
+    if path is None:
+        return None
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise BadInputError(f"{path}:{line_no} is not JSON: {exc}") from exc
+    if len(rows) != n:
+        raise BadInputError(f"{path} has {len(rows)} records for {n} items; give one JSON object per line")
+    return rows
+
+
+def _image_paths(images: Sequence[str]) -> list[str]:
+    from PIL import Image
+
+    exts = {e.lower() for e in Image.registered_extensions()}
+    out: list[str] = []
+    for item in images:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in exts and f.is_file())
+        elif p.is_file():
+            out.append(str(p))
+        else:
+            raise BadInputError(f"{item} is neither an image file nor a folder")
+    if not out:
+        raise BadInputError(f"no images found in {', '.join(images)}")
+    return out
+
+
+def _parse_where(items: Sequence[str]) -> dict[str, Any] | None:
+    """``field=value``, ``field!=value``, ``field>3``, ``field<=2`` (values parsed as JSON when possible)."""
+    if not items:
+        return None
+    where: dict[str, Any] = {}
+    for item in items:
+        for op, key in (("!=", "$ne"), (">=", "$gte"), ("<=", "$lte"), ("=", "$eq"), (">", "$gt"), ("<", "$lt")):
+            if op in item:
+                name, raw = item.split(op, 1)
+                try:
+                    value = json.loads(raw)
+                except ValueError:
+                    value = raw
+                where.setdefault(name.strip(), {})[key] = value
+                break
+        else:
+            raise BadInputError(f"--where {item!r}: write field=value, field!=value, field>value or field<value")
+    return where
+
+
+def _encoder_ref(model: str | None) -> dict[str, Any] | None:
+    if model is None:
+        return None
+    from ceir_sdk.index.encoder import encoder_kind
+
+    return {"kind": encoder_kind(model), "path": str(Path(model).resolve())}
+
+
+def _encode_images(model: str, paths: list[str]) -> tuple[Any, Any, list[str]]:
+    from ceir_sdk.index.encoder import load_encoder
+
+    enc = load_encoder(model)
+    acts, lat = enc.encode_images(paths)
+    return lat, acts, list(enc.concepts)
+
+
+def _gather(embeddings: str | None, model: str | None, images: Sequence[str], metadata: str | None
+            ) -> tuple[Any, Any, list[str], Any, list[dict[str, Any]] | None]:
+    if (embeddings is None) == (not images):
+        raise BadInputError("give either --embeddings FILE or --model DIR with images")
+    if embeddings is not None:
+        lat, acts, names, ids = _read_embeddings(embeddings)
+        return lat, acts, names, ids, _read_metadata(metadata, len(lat))
+    if model is None:
+        raise BadInputError("images need a model to embed them: --model MODEL_DIR (or an ONNX bundle)")
+    paths = _image_paths(images)
+    lat, acts, names = _encode_images(model, paths)
+    meta = _read_metadata(metadata, len(paths)) or [{} for _ in paths]
+    meta = [{"path": p, **m} for p, m in zip(paths, meta)]
+    return lat, acts, names, None, meta
+
+
+def _print_hits(hits: list[Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in hits], indent=2))
+        return
+    for rank, h in enumerate(hits, 1):
+        name = h.key or h.path or f"#{h.id}"
+        why = ", ".join(f"{c} ({v:+.2f})" for c, v in h.concepts)
+        click.echo(f"{rank:>3}. {name}  id={h.id}  score={h.score:.4f}")
+        if why:
+            click.echo(f"     because: {why}")
+
+
+def register(cli: click.Group) -> None:
+    @cli.group()
+    def index() -> None:
+        """Concept-aware FAISS index: build, add, remove, search, cluster, info."""
+
+    @index.command()
+    @click.argument("out", type=click.Path(file_okay=False))
+    @click.argument("images", nargs=-1)
+    @click.option("--embeddings", type=click.Path(exists=True, dir_okay=False),
+                  help="Precomputed .safetensors/.npz with 'latent' (and 'concepts', 'ids').")
+    @click.option("--model", type=click.Path(exists=True, file_okay=False),
+                  help="Fitted CEIR model dir or ONNX bundle, to embed IMAGES and answer text queries later.")
+    @click.option("--metadata", type=click.Path(exists=True, dir_okay=False), help="JSONL, one record per item.")
+    @click.option("--metric", type=click.Choice(["l2", "ip", "cosine"]), default="l2", show_default=True)
+    @click.option("--factory", default=None, help="faiss index-factory string (default: chosen by size).")
+    @click.option("--no-tune", is_flag=True, help="Skip measuring nprobe for the target recall.")
+    @click.option("--target-recall", type=float, default=0.97, show_default=True)
+    def build(out: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
+              metadata: str | None, metric: str, factory: str | None, no_tune: bool, target_recall: float) -> None:
+        """Build an index at OUT from embeddings, or from IMAGES embedded with --model."""
+        from ceir_sdk.index import ConceptIndex
+
+        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata)
+        idx = ConceptIndex.build(lat, acts, names if acts is not None else (), ids=ids, metadata=meta, metric=metric,
+                                 factory=factory, tune=not no_tune, target_recall=target_recall)
+        idx.encoder_ref = _encoder_ref(model)
+        path = idx.save(out)
+        click.echo(f"Built {len(idx)} items ({idx.factory}, {len(idx.concepts)} concepts) -> {path}")
+
+    @index.command()
+    @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+    @click.argument("images", nargs=-1)
+    @click.option("--embeddings", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--model", type=click.Path(exists=True, file_okay=False),
+                  help="Model to embed IMAGES (default: the one the index was built with).")
+    @click.option("--metadata", type=click.Path(exists=True, dir_okay=False))
+    def add(index_dir: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
+            metadata: str | None) -> None:
+        """Add items to an index and save a new version."""
+        from ceir_sdk.index import ConceptIndex
+
+        idx = ConceptIndex.load(index_dir)
+        if images and model is None and idx.encoder_ref:
+            model = idx.encoder_ref["path"]
+        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata)
+        if acts is not None and names != idx.concepts:
+            raise BadInputError("the new items' concepts differ from the index's; embed them with the same model")
+        new = idx.add(lat, acts, ids=ids, metadata=meta)
+        idx.save(index_dir)
+        click.echo(f"Added {len(new)} items; the index holds {len(idx)}")
+
+    @index.command()
+    @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+    @click.argument("ids", nargs=-1, type=int, required=True)
+    def remove(index_dir: str, ids: tuple[int, ...]) -> None:
+        """Remove items by id and save a new version."""
+        from ceir_sdk.index import ConceptIndex
+
+        idx = ConceptIndex.load(index_dir)
+        n = idx.remove(list(ids))
+        idx.save(index_dir)
+        click.echo(f"Removed {n} items; the index holds {len(idx)}")
+
+    @index.command()
+    @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+    @click.option("--concepts", "expression", help='Concept expression, e.g. "+striped -grass 2*water".')
+    @click.option("--text", help="Text query (needs the model).")
+    @click.option("--image", type=click.Path(exists=True, dir_okay=False), help="Query image (needs the model).")
+    @click.option("--like", "like", type=int, help="Query by the item with this id.")
+    @click.option("--add", "add_c", multiple=True, help="With --like: concept to add (repeatable).")
+    @click.option("--remove", "remove_c", multiple=True, help="With --like: concept to remove (repeatable).")
+    @click.option("-k", "k", type=int, default=10, show_default=True)
+    @click.option("--where", multiple=True, help="Metadata filter: field=value, field>3 ... (repeatable).")
+    @click.option("--model", type=click.Path(exists=True, file_okay=False),
+                  help="Model dir or ONNX bundle (default: the one the index was built with).")
+    @click.option("--json", "as_json", is_flag=True)
+    def search(index_dir: str, expression: str | None, text: str | None, image: str | None, like: int | None,
+               add_c: tuple[str, ...], remove_c: tuple[str, ...], k: int, where: tuple[str, ...],
+               model: str | None, as_json: bool) -> None:
+        """Search by concepts, text, image or example (with concept edits)."""
+        from ceir_sdk.index import ConceptIndex, load_encoder
+
+        modes = [m for m in (expression, text, image, like) if m is not None]
+        if len(modes) != 1:
+            raise BadInputError("give exactly one of --concepts, --text, --image, --like")
+        if (add_c or remove_c) and like is None:
+            raise BadInputError("--add/--remove edit the concepts of an example: use them with --like ID")
+        idx = ConceptIndex.load(index_dir)
+        if model is not None:
+            idx.encoder = load_encoder(model)
+        flt = _parse_where(where)
+        if expression is not None:
+            hits = idx.search_concepts(expression, k, where=flt)
+        elif text is not None:
+            hits = idx.search_text(text, k, where=flt)[0]
+        elif image is not None:
+            hits = idx.search_images([image], k, where=flt)[0]
+        else:
+            assert like is not None
+            hits = idx.search_like(like, k, add=add_c, remove=remove_c, where=flt)
+        _print_hits(hits, as_json)
+
+    @index.command()
+    @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+    @click.option("-k", "k", type=int, required=True, help="Number of clusters.")
+    @click.option("--where", multiple=True, help="Cluster only items matching these filters.")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--out", type=click.Path(dir_okay=False), help="Write per-item assignments as JSONL.")
+    @click.option("--json", "as_json", is_flag=True)
+    def cluster(index_dir: str, k: int, where: tuple[str, ...], seed: int, out: str | None, as_json: bool) -> None:
+        """k-means over the index; clusters named by their concepts."""
+        from ceir_sdk.index import ConceptIndex
+        from ceir_sdk.index.persist import atomic_write_text
+
+        idx = ConceptIndex.load(index_dir)
+        res = idx.cluster(k, where=_parse_where(where), seed=seed)
+        if out:
+            lines = [json.dumps({"id": int(i), "cluster": int(c), "name": res.names[int(c)]})
+                     for i, c in zip(res.ids, res.assignment)]
+            atomic_write_text(Path(out), "\n".join(lines) + "\n")
+        if as_json:
+            click.echo(json.dumps(res.as_dict(), indent=2))
+            return
+        for c, (name, size) in enumerate(zip(res.names, res.sizes)):
+            click.echo(f"cluster {c:>3}  {size:>7} items  {name}")
+
+    @index.command()
+    @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+    @click.option("--concepts", "show_concepts", is_flag=True, help="List the concept names.")
+    @click.option("--json", "as_json", is_flag=True)
+    def info(index_dir: str, show_concepts: bool, as_json: bool) -> None:
+        """Size, type, versions and concepts of a saved index (verified on load)."""
+        from ceir_sdk.index import ConceptIndex
+        from ceir_sdk.index.persist import read_pointer, versions
+
+        idx = ConceptIndex.load(index_dir)
+        data = {**idx.info(), "version": read_pointer(Path(index_dir))["version"],
+                "versions_on_disk": versions(Path(index_dir))}
+        if show_concepts or as_json:
+            data["concepts"] = idx.concepts
+        if as_json:
+            click.echo(json.dumps(data, indent=2))
+            return
+        for key, value in data.items():
+            if key != "concepts":
+                click.echo(f"{key}: {value}")
+        if show_concepts:
+            click.echo("concepts: " + ", ".join(idx.concepts))
