@@ -1,0 +1,191 @@
+"""The torch-free runtime: tokenizer, preprocessing, checksums, providers, search, no-torch import."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ceir_onnx.runtime import ExactIndex, ProviderWarning, Runtime
+from ceir_onnx.runtime.preprocess import PreprocessConfig, preprocess_one
+from ceir_onnx.runtime.tokenizer import ClipTokenizer
+from onnx_helpers import photo_like
+from PIL import Image
+
+from ceir_sdk.errors import BadInputError, IncompatibleFileError
+
+TEXTS = [
+    "a photo of a cat",
+    "Striped FUR, green   grass!",
+    "naïve café crème brûlée",
+    "it's 3 o'clock; we'll see 12,345 birds",
+    "emoji 🐱 and 漢字 and ümlaut",
+    "&amp; html &lt;escaped&gt;",
+    "",
+    "word " * 100,  # longer than the context: truncated with the end token kept
+]
+
+
+def test_tokenizer_matches_open_clip() -> None:
+    import open_clip
+
+    ours = ClipTokenizer(open_clip.tokenizer.default_bpe(), 77)(TEXTS)
+    ref = open_clip.tokenize(TEXTS).numpy()
+    assert ours.dtype == np.int64 and ours.shape == ref.shape
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_preprocess_matches_open_clip_transform(tmp_path: Path) -> None:
+    import open_clip
+
+    transform = open_clip.image_transform(224, is_train=False)
+    cfg = PreprocessConfig(image_size=224)
+    rng = np.random.default_rng(0)
+    cases: list[Image.Image] = []
+    for w, h in [(500, 375), (256, 256), (375, 500), (300, 301), (100, 80)]:
+        cases.append(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+    cases.append(Image.fromarray(photo_like(1)[0]).convert("L"))  # greyscale
+    cases.append(Image.fromarray(photo_like(1)[0]).convert("RGBA"))
+    Image.fromarray(photo_like(2)[1]).save(tmp_path / "p.jpg", quality=90)
+    cases.append(Image.open(tmp_path / "p.jpg"))
+    worst = 0.0
+    for img in cases:
+        ref = transform(img).numpy()
+        ours = preprocess_one(img, cfg)
+        assert ours.shape == ref.shape == (3, 224, 224)
+        worst = max(worst, float(np.abs(ours - ref).max()))
+    # measured: the same PIL calls give the same pixels, up to float rounding of the normalisation
+    print(f"largest normalised pixel difference vs open_clip: {worst:.2e}")
+    assert worst <= 1e-5
+
+
+def test_tampered_bundle_is_refused(bundle: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    with open(copy / "image.onnx", "r+b") as fh:  # flip one byte in the weights
+        fh.seek(os.path.getsize(copy / "image.onnx") // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(IncompatibleFileError, match="does not match its checksum"):
+        Runtime(copy)
+    (copy / "image.onnx").unlink()
+    with pytest.raises(IncompatibleFileError, match=r"missing image\.onnx"):
+        Runtime(copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IncompatibleFileError, match="newer"):
+        Runtime(copy)
+    with pytest.raises(IncompatibleFileError, match="not a ceir ONNX bundle"):
+        Runtime(tmp_path)
+
+
+def test_missing_gpu_provider_warns_loudly(bundle: Path) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA, so no fall-back to observe")
+    with pytest.warns(ProviderWarning, match="CUDAExecutionProvider was requested but is NOT active"):
+        rt = Runtime(bundle, providers="cuda")
+    assert rt.providers == ["CPUExecutionProvider"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Runtime(bundle, providers="auto", threads=1)  # auto on a CPU build: nothing to warn about
+
+
+def test_gpu_execution(bundle: Path) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no CUDA execution provider in this onnxruntime build (needs onnxruntime-gpu and a GPU)")
+    rt = Runtime(bundle, providers="cuda", precision="fp16")
+    if "CUDAExecutionProvider" not in rt.providers:
+        pytest.skip("CUDA provider present but no usable GPU")
+    cpu = Runtime(bundle, providers="cpu", precision="fp32")
+    images = photo_like(5)
+    a, b = rt.embed(images), cpu.embed(images)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() >= 0.999
+
+
+def test_explain_search_and_inputs(bundle: Path, tmp_path: Path) -> None:
+    rt = Runtime(bundle, providers="cpu", batch_size=2)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, arr in enumerate(photo_like(5, seed=3)):
+        Image.fromarray(arr).save(folder / f"{i}.png")
+    concepts, latent = rt.embed(folder, output="both")
+    assert concepts.shape == (5, len(rt.concepts)) and latent.shape[0] == 5
+    expl = rt.explain(concepts=concepts, top_k=3)
+    assert len(expl) == 5 and len(expl[0].top) == 3
+    assert expl[0].top[0][1] == pytest.approx(float(concepts[0].max()))
+    assert expl[0].absent[0][0].startswith("NOT ")
+    index = rt.index(folder)
+    scores, rows = rt.search(index, folder / "3.png", k=2)
+    assert rows[0, 0] == 3 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    clip_index = rt.index(folder, space="clip")
+    s, r = rt.search_text(clip_index, ["striped fur", "feathers"], k=5)
+    assert r.shape == (2, 5) and np.all(np.diff(s, axis=1) <= 1e-6)
+    assert rt.concept_similarity(folder, ["striped fur"]).shape == (5, 1)
+    with pytest.raises(BadInputError, match="uint8"):
+        rt.embed([np.zeros((8, 8, 3), np.float32)])
+    with pytest.raises(BadInputError, match="no such image"):
+        rt.embed(tmp_path / "nope.jpg")
+    with pytest.raises(BadInputError, match="no 'int4' image graph"):
+        Runtime(bundle, precision="int4")
+
+
+def test_exact_index_metrics() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 8)).astype(np.float32)
+    for metric in ("cosine", "ip", "l2"):
+        idx = ExactIndex(metric=metric).add(x, ids=[f"id{i}" for i in range(50)])
+        _, rows = idx.search(x[[7, 11]] * (1.0 if metric == "l2" else 2.0), k=3)
+        assert list(rows[:, 0]) == [7, 11]
+    with pytest.raises(BadInputError, match="dimension"):
+        idx.search(x[:, :4], k=1)
+
+
+def test_runtime_works_where_torch_cannot_be_imported(bundle: Path, tmp_path: Path) -> None:
+    """Run the runtime in a fresh interpreter in which importing torch/open_clip raises."""
+    expected = Runtime(bundle, providers="cpu").embed(photo_like(3, seed=9), output="all")
+    np.savez(tmp_path / "images.npz", *photo_like(3, seed=9))
+    script = textwrap.dedent(
+        f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "open_clip", "torchvision") or name == "ceir_sdk.model":
+                    raise ImportError(f"blocked import of {{name}} (runtime must not need it)")
+                return None
+        sys.meta_path.insert(0, Block())
+        try:
+            import torch  # noqa
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("the import blocker does not work")
+        import numpy as np
+        from ceir_onnx.runtime import Runtime
+        rt = Runtime({str(bundle)!r}, providers="cpu", precision="int8")
+        rt = Runtime({str(bundle)!r}, providers="cpu")
+        images = np.load({str(tmp_path / "images.npz")!r})
+        emb = rt.embed([images[f"arr_{{i}}"] for i in range(3)], output="all")
+        np.save({str(tmp_path / "latent.npy")!r}, emb.latent)
+        np.save({str(tmp_path / "text.npy")!r}, rt.embed_texts(["striped fur"]))
+        print(rt.explain(concepts=emb.concepts[:1], top_k=1)[0].top[0][0])
+        assert not any(m.split(".")[0] in ("torch", "open_clip") for m in sys.modules)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() in Runtime(bundle, providers="cpu").concepts
+    np.testing.assert_allclose(np.load(tmp_path / "latent.npy"), expected.latent, atol=1e-5)
