@@ -34,7 +34,12 @@ class BottleneckConfig:
     max_steps: int = 1000
     eval_every: int = 10
     patience: int = 100  # steps without validation improvement before stopping
-    init: str = "random"  # "random" (as the paper) or "text" (start at the concept text embeddings)
+    # "text" starts at the concept text embeddings. When the backbone is the CLIP image encoder
+    # (always, in this SDK) P is itself linear in the normalised features, so W = T reproduces
+    # P exactly and is a global optimum of the cos^3 objective: training then stops at step 0
+    # unless validation improves. "random" is the paper's start (1,000 slow full-batch steps;
+    # about 1.5 s per step for 45,000 x 512 features on two CPU cores).
+    init: str = "text"
 
     def __post_init__(self) -> None:
         if isinstance(self.visibility_cutoff, str) and self.visibility_cutoff != "auto":
@@ -53,6 +58,7 @@ class BottleneckReport:
     visibility_rule: str = ""
     dropped_not_visible: dict[str, float] = field(default_factory=dict)  # concept -> top-5 mean
     dropped_not_learnable: dict[str, float] = field(default_factory=dict)  # concept -> val sim
+    initial_val_similarity: float = 0.0
     steps_run: int = 0
     best_step: int = 0
     best_val_similarity: float = 0.0
@@ -178,16 +184,21 @@ class ConceptBottleneck:
             w0 = (torch.rand(len(visible), x.shape[1], generator=gen) * 2 - 1) * bound
         w = nn.Parameter(w0)
         opt = torch.optim.Adam([w], lr=cfg.lr)
-        best_val, best_step, best_w, stale = -np.inf, 0, w.detach().clone(), 0
-        bar = tqdm(total=cfg.max_steps, desc="concept projection", unit="step", disable=not progress, leave=False)
+        with torch.no_grad():
+            best_val = float(cos3_similarity(xv @ w.T, target_val).mean())
+        best_step, best_w, stale = 0, w.detach().clone(), 0
+        report.initial_val_similarity = best_val
+        # Already at the maximum (similarity 1 for every concept): nothing to train.
+        max_steps = 0 if best_val >= 1.0 - 1e-5 else cfg.max_steps
+        bar = tqdm(total=max_steps, desc="concept projection", unit="step", disable=not progress, leave=False)
         step = 0
-        for step in range(1, cfg.max_steps + 1):
+        for step in range(1, max_steps + 1):
             loss = -cos3_similarity(x @ w.T, target).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             bar.update(1)
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            if step % cfg.eval_every == 0 or step == max_steps:
                 with torch.no_grad():
                     val = float(cos3_similarity(xv @ w.T, target_val).mean())
                 bar.set_postfix(train=f"{-loss.item():.3f}", val=f"{val:.3f}")

@@ -1,0 +1,66 @@
+"""The latent models of the vae plugin: VAE, identity, PCA (contracts.LatentModel)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ceir_sdk import plugins as ceir_plugins
+from ceir_sdk.contracts import LatentModel
+
+
+def _zscored(n: int = 300, c: int = 12, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)) @ rng.normal(size=(3, c)) + 0.1 * rng.normal(size=(n, c))
+    return ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+
+
+def test_plugin_registers_three_latent_models(vae_host: ceir_plugins.PluginHost) -> None:
+    assert set(vae_host.registrations("latent_model")) >= {"vae", "identity", "pca"}
+    with pytest.raises(TypeError, match="unknown vae option"):
+        ceir_plugins.get_latent_model("vae", hidden=3)
+
+
+def test_vae_fits_zscored_inputs_and_is_deterministic() -> None:
+    x = _zscored()
+    opts = {"latent_dim": 4, "hidden_dim": 16, "max_epochs": 40, "patience": 40, "kl_weight": 0.5, "batch_size": 32}
+    a = ceir_plugins.get_latent_model("vae", **opts).fit(x[:250], x_val=x[250:], seed=1, progress=False)
+    b = ceir_plugins.get_latent_model("vae", **opts).fit(x[:250], x_val=x[250:], seed=1, progress=False)
+    assert isinstance(a, LatentModel)
+    za = a.encode(x)
+    np.testing.assert_array_equal(za, b.encode(x))
+    assert za.dtype == np.float32 and za.shape == (300, 4)
+    # The Gaussian likelihood reconstructs negative and >1 values (a sigmoid decoder cannot).
+    recon = a.decode(za)
+    assert recon.min() < -1.0 and recon.max() > 1.0
+    assert np.mean((recon - x) ** 2) < 0.5 * np.mean(x**2)
+    assert a.history["selected_on"] == "validation"
+    module = a.encoder_module()
+    assert not module.training
+    with torch.no_grad():
+        np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), za, atol=1e-6)
+
+
+def test_vae_state_round_trip() -> None:
+    x = _zscored()
+    vae = ceir_plugins.get_latent_model("vae", latent_dim=3, hidden_dim=8, max_epochs=3).fit(x, progress=False)
+    config, tensors = vae.state()
+    assert all(v.dtype == np.float32 for v in tensors.values())
+    other = ceir_plugins.get_latent_model("vae")
+    other.load_state(config, tensors)
+    np.testing.assert_array_equal(other.encode(x), vae.encode(x))
+
+
+def test_pca_and_identity() -> None:
+    x = _zscored()
+    pca = ceir_plugins.get_latent_model("pca", latent_dim=3).fit(x)
+    z = pca.encode(x)
+    assert z.shape == (300, 3)
+    # 3 underlying factors: three components reconstruct almost everything.
+    assert np.mean((pca.decode(z) - x) ** 2) < 0.05
+    with torch.no_grad():
+        np.testing.assert_allclose(pca.encoder_module()(torch.from_numpy(x)).numpy(), z, atol=1e-4)
+    ident = ceir_plugins.get_latent_model("identity").fit(x)
+    np.testing.assert_array_equal(ident.encode(x), x)
+    assert ident.latent_dim == 12
