@@ -1,0 +1,45 @@
+"""The bundled offline model "ceir-world": a small CLIP trained on ceir_sdk.worlds.
+
+Files next to this module: ``ceir-world.json`` (an open_clip model config) and
+``ceir-world.safetensors`` (weights written by scripts/train_world_clip.py). Load with::
+
+    register_with_open_clip()
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        WORLD_MODEL_NAME, pretrained=str(checkpoint_path()))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+WORLD_MODEL_NAME: Final[str] = "ceir-world"
+_HERE: Final[Path] = Path(__file__).resolve().parent
+_registered: set[Path] = set()
+
+
+def model_dir() -> Path:
+    return _HERE
+
+
+def config_path() -> Path:
+    return _HERE / f"{WORLD_MODEL_NAME}.json"
+
+
+def checkpoint_path() -> Path:
+    return _HERE / f"{WORLD_MODEL_NAME}.safetensors"
+
+
+def training_info_path() -> Path:
+    return _HERE / "training_info.json"
+
+
+def register_with_open_clip() -> None:
+    """Make open_clip know the "ceir-world" config (idempotent; imports open_clip lazily)."""
+    import open_clip
+
+    if _HERE in _registered and WORLD_MODEL_NAME in open_clip.list_models():
+        return
+    # The config file alone, not the directory: only our JSON is scanned.
+    open_clip.add_model_config(config_path())
+    _registered.add(_HERE)
