@@ -95,37 +95,38 @@ def load(source: ModelSource, *, device: str, seed: int = 0) -> Loaded:
                 model_name, pretrained=pretrained, device=device
             )
         tokenizer = open_clip.get_tokenizer(model_name)
-    except RuntimeError as exc:
-        text = str(exc)
-        if source.kind in ("world", "checkpoint") and ("state_dict" in text or "size mismatch" in text):
-            raise IncompatibleFileError(
-                f"checkpoint {pretrained} does not fit open_clip model {model_name!r}: {_first_lines(text)}; "
-                "check that the model name matches the architecture the checkpoint was trained with"
-            ) from None
-        if source.kind in ("tag", "hf-hub"):
-            raise CeirError(
-                f"could not fetch weights for open-clip:{source.spec} ({_first_lines(text)}). "
-                "Without network access (or with HF_HUB_OFFLINE=1) download them elsewhere and pass the "
-                f"file: open-clip:{model_name.removeprefix('hf-hub:')}@/path/to/open_clip_model.safetensors"
-            ) from None
-        raise CeirError(f"open_clip could not build {source.spec}: {_first_lines(text)}") from None
-    except (OSError, ValueError) as exc:
-        if source.kind in ("world", "checkpoint"):
-            raise IncompatibleFileError(
-                f"cannot read checkpoint {pretrained}: {_first_lines(str(exc))}; it may be damaged or not "
-                "a checkpoint (open_clip reads .safetensors, and .pt/.pth/.bin state dicts without pickled code)"
-            ) from None
-        raise BadInputError(f"open_clip could not build {source.spec}: {_first_lines(str(exc))}") from None
-    except Exception as exc:
-        if type(exc).__name__ in ("SafetensorError", "UnpicklingError"):
-            raise IncompatibleFileError(
-                f"cannot read checkpoint {pretrained}: {_first_lines(str(exc))}; it may be damaged, or a "
-                "pickle with code in it (not loaded for safety); re-save it as .safetensors"
-            ) from None
+    except CeirError:
         raise
+    except Exception as exc:
+        raise _explain(source, model_name, pretrained, exc) from None
     model.eval()
     model.requires_grad_(False)
     return Loaded(model, preprocess, tokenizer, model_name, pretrained, sha)
+
+
+def _explain(source: ModelSource, model_name: str, pretrained: str | None, exc: Exception) -> CeirError:
+    """Turn an open_clip loading failure into an error naming the cause and the way out."""
+    text = _first_lines(str(exc)) or type(exc).__name__
+    if source.kind in ("world", "checkpoint"):
+        mismatch = isinstance(exc, (AssertionError, KeyError)) or any(
+            word in text for word in ("state_dict", "size mismatch", "Missing key", "Unexpected key", "changed")
+        )
+        if mismatch:
+            return IncompatibleFileError(
+                f"checkpoint {pretrained} does not fit open_clip model {model_name!r} ({text}); "
+                "check that the model name matches the architecture the checkpoint was trained with"
+            )
+        return IncompatibleFileError(
+            f"cannot read checkpoint {pretrained} ({type(exc).__name__}: {text}); it may be damaged, or a "
+            "pickle with code in it (never loaded, for safety); re-save its state dict as .safetensors"
+        )
+    if source.kind in ("tag", "hf-hub") and isinstance(exc, (RuntimeError, OSError)):
+        return CeirError(
+            f"could not fetch weights for open-clip:{source.spec} ({text}). Without network access (or "
+            "with HF_HUB_OFFLINE=1) download them elsewhere and pass the file: "
+            f"open-clip:{model_name.removeprefix('hf-hub:')}@/path/to/open_clip_model.safetensors"
+        )
+    return BadInputError(f"open_clip could not build {source.spec} ({type(exc).__name__}: {text})")
 
 
 def _first_lines(text: str, n: int = 3) -> str:
