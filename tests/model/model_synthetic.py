@@ -34,17 +34,19 @@ def make_world(
 
 
 class TinyBackbone:
-    """contracts.Backbone over 8x8 uint8 images: a fixed random linear map (deterministic)."""
+    """contracts.Backbone over uint8 images: 8x8 average pooling, then a fixed random linear map."""
 
     name = "tiny:test"
     embed_dim = 16
 
     def __init__(self) -> None:
         gen = torch.Generator().manual_seed(123)
-        self.image = nn.Sequential(nn.Flatten(), nn.Linear(8 * 8 * 3, self.embed_dim)).eval()
+        self.image = nn.Sequential(
+            nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(8 * 8 * 3, self.embed_dim)
+        ).eval()
         with torch.no_grad():
-            self.image[1].weight.copy_(torch.randn(self.embed_dim, 192, generator=gen) * 0.1)
-            self.image[1].bias.zero_()
+            self.image[2].weight.copy_(torch.randn(self.embed_dim, 192, generator=gen) * 0.1)
+            self.image[2].bias.zero_()
 
     def encode_images(self, images: Any, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
         arr = np.asarray(images, dtype=np.float32) / 255.0

@@ -1,0 +1,308 @@
+"""``ceir fit | encode | explain | cluster``: the CEIR model from the command line."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ceir_sdk.errors import BadInputError
+
+
+@dataclass
+class _Inputs:
+    """Images or features to work on, plus whatever ground truth came with them."""
+
+    images: Any = None  # passed to the backbone (arrays, paths, folder)
+    features: Any = None  # (N, D) float32 when given as .npy
+    thumbnails: Any = None  # (N, H, W, 3) uint8 for plots, when cheap to have
+    labels: Any = None
+    ids: list[str] = field(default_factory=list)
+    description: str = ""
+    world: Any = None
+
+
+def _input_options(func: Any) -> Any:
+    options = [
+        click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path)),
+        click.option("--dataset", help="A drawn world domain, e.g. world10 or world100_20."),
+        click.option("--split", default="train", show_default=True, type=click.Choice(["train", "val", "test"])),
+        click.option("-n", "--count", "count", default=2000, show_default=True, help="Images taken from --dataset."),
+        click.option("--image-size", default=32, show_default=True, type=click.Choice(["32", "64"])),
+        click.option("--features", "features_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Precomputed backbone features (.npy, N x D) instead of images."),
+        click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+                     help="Unreadable images: stop, or skip them and report."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load_inputs(
+    inputs: tuple[Path, ...], dataset: str | None, split: str, count: int, image_size: str,
+    features_path: Path | None,
+) -> _Inputs:
+    import numpy as np
+
+    given = sum([bool(inputs), dataset is not None, features_path is not None])
+    if given != 1:
+        raise click.UsageError("give exactly one of: image files/folders, --dataset NAME, --features FILE.npy")
+    if features_path is not None:
+        try:
+            feats = np.load(features_path, allow_pickle=False)
+        except ValueError as exc:
+            raise BadInputError(f"{features_path} is not a plain .npy array ({exc})") from exc
+        return _Inputs(features=feats, description=f"features {features_path}")
+    if dataset is not None:
+        from ceir_sdk.worlds import World
+
+        try:
+            world = World(dataset, image_size=int(image_size))
+        except (KeyError, ValueError) as exc:
+            raise BadInputError(f"unknown dataset {dataset!r}: {exc}") from exc
+        batches = list(world.batches(count, split=split, batch_size=512))
+        images = np.concatenate([b.images for b in batches])
+        labels = np.concatenate([b.labels for b in batches])
+        return _Inputs(images=images, thumbnails=images, labels=labels, world=world,
+                       description=f"{dataset} {split}[0:{count}] at {image_size}px")
+    paths = [str(p) for p in inputs]
+    return _Inputs(images=paths[0] if len(paths) == 1 else paths, description=", ".join(paths[:3]))
+
+
+def _features(model_or_backbone: Any, inp: _Inputs, on_error: str, progress: bool = True) -> Any:
+    """Backbone features for the inputs; folders go through the data layer's skip/fail policy."""
+    import numpy as np
+
+    if inp.features is not None:
+        return inp.features
+    backbone = model_or_backbone
+    encode = getattr(backbone, "encode", None)
+    if callable(encode) and not isinstance(inp.images, np.ndarray):
+        enc = encode(inp.images, progress=progress, on_error=on_error)
+        inp.ids = list(enc.ids)
+        if enc.report is not None and getattr(enc.report, "skipped", None):
+            click.echo(enc.report.summary(), err=True)
+        inp.thumbnails = _thumbnails(enc.paths)
+        return enc.features
+    return backbone.encode_images(inp.images, progress=progress)
+
+
+def _thumbnails(paths: list[str | None]) -> list[Any] | None:
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        if p is None:
+            return None
+        try:
+            with Image.open(p) as opened:
+                im = opened.convert("RGB")
+            im.thumbnail((96, 96))
+            out.append(im)
+        except OSError:
+            return None
+    return out
+
+
+def _save_array(path: Path, arrays: dict[str, Any]) -> None:
+    import numpy as np
+
+    from ceir_sdk.model.fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    if path.suffix == ".npz":
+        np.savez(buf, **arrays)
+    elif len(arrays) == 1:
+        np.save(buf, next(iter(arrays.values())), allow_pickle=False)
+    else:
+        raise click.UsageError("--output both writes two arrays: use a .npz file name")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise click.UsageError(f"--latent-option {pair!r} must look like key=value")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _read_concepts(spec: str, world: Any, include_class_names: bool) -> tuple[list[str], dict[str, Any]]:
+    from ceir_sdk.model.world_concepts import label_information, oracle_concepts
+
+    if spec == "oracle":
+        if world is None:
+            raise click.UsageError("--concepts oracle needs --dataset (a drawn world)")
+        return (oracle_concepts(world, include_class_names=include_class_names),
+                label_information(include_class_names=include_class_names))
+    path = Path(spec)
+    if not path.is_file():
+        raise BadInputError(f"concept file {spec!r} not found; give a text file (one per line), JSON, or 'oracle'")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+        phrases = data.get("concepts", data) if isinstance(data, dict) else data
+        phrases = [p if isinstance(p, str) else p.get("text", "") for p in phrases]
+        info = data.get("label_information", {}) if isinstance(data, dict) else {}
+    else:
+        phrases, info = [line for line in text.splitlines() if line.strip()], {}
+    return phrases, info or {"concept_source": str(path), "class_names_in_prompts": None,
+                             "class_names_in_concepts": None, "note": "not stated by the concept file"}
+
+
+def _scores(labels: Any, predicted: Any) -> str:
+    from ceir_sdk.metrics import clustering_scores
+
+    s = clustering_scores(labels, predicted)
+    return "  ".join(f"{k}={v:.3f}" for k, v in s.items())
+
+
+@click.command("fit")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@_input_options
+@click.option("--concepts", "concepts_spec", default="oracle", show_default=True,
+              help="'oracle' (worlds), a text file with one concept per line, or a ConceptSet JSON.")
+@click.option("--include-class-names", is_flag=True, help="Add the class names to oracle concepts (leaks labels).")
+@click.option("--backbone", default="open-clip:ceir-world", show_default=True)
+@click.option("--latent", default="vae", show_default=True, help="Latent model: vae, pca, identity, ...")
+@click.option("--latent-option", "latent_options", multiple=True, help="key=value, e.g. latent_dim=64.")
+@click.option("--visibility-cutoff", default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
+            image_size: str, features_path: Path | None, on_error: str, concepts_spec: str,
+            include_class_names: bool, backbone: str, latent: str, latent_options: tuple[str, ...],
+            visibility_cutoff: str, seed: int) -> None:
+    """Fit a CEIR model on TRAINING images (or features) and save it to OUT_DIR."""
+    from ceir_sdk.model import BottleneckConfig, CEIRModel
+
+    if split == "test":
+        click.echo("warning: fitting on the test split; evaluate on other data", err=True)
+    inp = _load_inputs(inputs, dataset, split, count, image_size, features_path)
+    concepts, info = _read_concepts(concepts_spec, inp.world, include_class_names)
+    cutoff: float | str = visibility_cutoff if visibility_cutoff == "auto" else float(visibility_cutoff)
+    model = CEIRModel(backbone, latent=latent, latent_options=_parse_options(latent_options),
+                      bottleneck=BottleneckConfig(visibility_cutoff=cutoff), seed=seed)
+    feats = _features(model.backbone, inp, on_error)
+    model.fit_features(feats, concepts, label_information=info, data_description=inp.description)
+    model.save(out_dir)
+    p = model.provenance
+    rep = p["bottleneck"]
+    click.echo(f"fitted on {p['n_train']} images, validation {p['n_validation']} ({inp.description})")
+    click.echo(f"concepts: {len(model.concepts)} kept of {p['concepts_given']}")
+    drops = (("not visible", rep["dropped_not_visible"]), ("not learnable", rep["dropped_not_learnable"]))
+    for title, dropped in drops:
+        if dropped:
+            shown = ", ".join(f"{c} ({v:.2f})" for c, v in list(dropped.items())[:8])
+            click.echo(f"  dropped {len(dropped)} {title}: {shown}{' ...' if len(dropped) > 8 else ''}")
+    click.echo(f"latent: {latent}, {model.latent_model.latent_dim} dims; "
+               f"times: " + ", ".join(f"{k} {v:.1f}s" for k, v in p["timings_s"].items()))
+    click.echo(f"label information: {json.dumps(model.label_information)}")
+    click.echo(f"saved to {out_dir}")
+
+
+def _load_model(model_dir: Path) -> Any:
+    from ceir_sdk.model import CEIRModel
+
+    return CEIRModel.load(model_dir)
+
+
+@click.command("encode")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_input_options
+@click.option("--output", type=click.Choice(["latent", "concepts", "both"]), default="latent", show_default=True)
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help=".npy (one array) or .npz (both).")
+def encode_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
+               image_size: str, features_path: Path | None, on_error: str, output: str, out_path: Path) -> None:
+    """Encode images with a fitted model: latent, concept activations, or both."""
+    model = _load_model(model_dir)
+    inp = _load_inputs(inputs, dataset, split, count, image_size, features_path)
+    feats = model.encode_features(_features(model.backbone if inp.features is None else None, inp, on_error),
+                                  output="both")
+    arrays = {"concepts": feats[0], "latent": feats[1]}
+    if output != "both":
+        arrays = {output: arrays[output]}
+    _save_array(out_path, arrays)
+    shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items())
+    click.echo(f"encoded {len(feats[1])} images ({inp.description}): {shapes} -> {out_path}")
+
+
+@click.command("explain")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_input_options
+@click.option("--limit", default=8, show_default=True, help="Explain at most this many images.")
+@click.option("--top", default=10, show_default=True, help="Concepts shown per image.")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+def explain_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
+                image_size: str, features_path: Path | None, on_error: str, limit: int, top: int,
+                out_dir: Path) -> None:
+    """Signed concept contributions per image (integrated gradients) as text, JSON and PNG bars."""
+    from ceir_sdk.model.fileio import atomic_write_json
+    from ceir_sdk.viz import plot_explanation
+
+    model = _load_model(model_dir)
+    inp = _load_inputs(inputs, dataset, split, min(count, limit), image_size, features_path)
+    feats = _features(model.backbone if inp.features is None else None, inp, on_error)[:limit]
+    explanations = model.explain(features=feats)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i, e in enumerate(explanations):
+        ident = inp.ids[i] if i < len(inp.ids) else str(i)
+        image = inp.thumbnails[i] if inp.thumbnails is not None else None
+        png = plot_explanation(e, out_dir / f"explain_{i:03d}.png", image=image, k=top, title=f"image {ident}")
+        records.append({"image": ident, "png": png.name, **e.as_dict(top)})
+        shown = ", ".join(f"{c} {v:+.2f}" for c, v in e.labelled(5))
+        click.echo(f"[{ident}] {shown}  (complete within {100 * e.completeness_error:.2f}%)")
+    atomic_write_json(out_dir / "explanations.json", records)
+    click.echo(f"wrote {len(records)} explanations (PNG + explanations.json) to {out_dir}")
+
+
+@click.command("cluster")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_input_options
+@click.option("-k", "--clusters", "k", required=True, type=int, help="Number of clusters.")
+@click.option("--restarts", default=10, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+def cluster_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
+                image_size: str, features_path: Path | None, on_error: str, k: int, restarts: int, seed: int,
+                out_dir: Path) -> None:
+    """k-means on the latent, clusters named by dominant concepts; writes JSON and a PNG profile."""
+    from ceir_sdk.model.fileio import atomic_write_json
+    from ceir_sdk.viz import plot_clusters
+
+    model = _load_model(model_dir)
+    inp = _load_inputs(inputs, dataset, split, count, image_size, features_path)
+    feats = _features(model.backbone if inp.features is None else None, inp, on_error)
+    result = model.cluster(features=feats, k=k, restarts=restarts, seed=seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = result.as_dict()
+    summary["assignments"] = [
+        {"image": inp.ids[i] if i < len(inp.ids) else i, "cluster": int(c)} for i, c in enumerate(result.labels)
+    ]
+    if inp.labels is not None:
+        from ceir_sdk.metrics import clustering_scores
+
+        summary["scores_vs_labels"] = clustering_scores(inp.labels, result.labels)
+    atomic_write_json(out_dir / "clusters.json", summary)
+    plot_clusters(result, out_dir / "clusters.png", images=inp.thumbnails)
+    for c in range(result.k):
+        click.echo(f"cluster {c:3d} ({result.sizes[c]:5d} images): {result.name(c)}")
+    if inp.labels is not None:
+        click.echo(f"vs. labels: {_scores(inp.labels, result.labels)}")
+    click.echo(f"wrote clusters.json and clusters.png to {out_dir}")
+
+
+def register(cli: click.Group) -> None:
+    for command in (fit_cmd, encode_cmd, explain_cmd, cluster_cmd):
+        cli.add_command(command)

@@ -1,0 +1,69 @@
+"""ceir fit / encode / explain / cluster end to end on a drawn world with a tiny backbone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from model_synthetic import TinyBackbone
+
+from ceir_sdk import plugins as ceir_plugins
+from ceir_sdk.cli.main import build
+
+
+class _TinyPlugin:
+    @staticmethod
+    @ceir_plugins.hookspecs.hookimpl
+    def register_backbones(register: Any) -> None:
+        register("tiny", lambda spec=None, **kw: TinyBackbone())
+
+
+@pytest.fixture
+def cli(vae_host: ceir_plugins.PluginHost) -> Any:
+    vae_host.register(_TinyPlugin(), name="tiny")
+    return build()
+
+
+def _run(cli: Any, args: list[str]) -> str:
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return str(result.output)
+
+
+def test_fit_encode_explain_cluster(cli: Any, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    out = _run(cli, ["fit", str(model), "--dataset", "world10", "-n", "120", "--backbone", "tiny",
+                     "--latent", "pca", "--latent-option", "latent_dim=4"])
+    assert "kept of" in out and "label information" in out and (model / "config.json").is_file()
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["label_information"]["class_names_in_concepts"] is False
+    assert "ladybug" not in cfg["concepts"]
+
+    _run(cli, ["encode", str(model), "--dataset", "world10", "--split", "test", "-n", "20",
+               "--output", "both", "--out", str(tmp_path / "e.npz")])
+    with np.load(tmp_path / "e.npz", allow_pickle=False) as arrays:
+        assert arrays["latent"].shape == (20, 4)
+        assert arrays["concepts"].shape == (20, len(cfg["concepts"]))
+
+    out = _run(cli, ["explain", str(model), "--dataset", "world10", "--split", "test", "--limit", "2",
+                     "--out-dir", str(tmp_path / "x")])
+    assert "complete within" in out
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [
+        "explain_000.png", "explain_001.png", "explanations.json"]
+    assert (tmp_path / "x" / "explain_000.png").read_bytes()[:4] == b"\x89PNG"
+
+    out = _run(cli, ["cluster", str(model), "--dataset", "world10", "--split", "test", "-n", "40", "-k", "3",
+                     "--restarts", "2", "--out-dir", str(tmp_path / "c")])
+    assert "vs. labels: nmi=" in out
+    summary = json.loads((tmp_path / "c" / "clusters.json").read_text())
+    assert summary["k"] == 3 and len(summary["assignments"]) == 40
+    assert (tmp_path / "c" / "clusters.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fit_without_inputs_is_a_usage_error(cli: Any, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["fit", str(tmp_path / "m"), "--backbone", "tiny"])
+    assert result.exit_code == 2 and "exactly one of" in result.output
