@@ -196,8 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get("x-api-key", "") if anthropic
             else self.headers.get("Authorization", "").removeprefix("Bearer ")
         )
-        if state.require_key is not None and presented != state.require_key:
-            mode = "401"
+        if state.require_key is not None and presented != state.require_key and mode == state.default_mode:
+            mode = "401"  # scripted failures come first, so a test can see a retry before the 401
         with state._lock:
             state.requests.append({
                 "api": "anthropic" if anthropic else "openai",
