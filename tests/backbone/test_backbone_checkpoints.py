@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from tiny_models import TINY_OTHER
 
 from ceir_sdk import get_backbone
-from ceir_sdk.errors import IncompatibleFileError
+from ceir_sdk.errors import CeirError, IncompatibleFileError
 
 
 def _trained_like_state(name: str, seed: int) -> tuple[Any, dict[str, torch.Tensor]]:
@@ -70,3 +70,23 @@ def test_ceir_world_resolves_to_the_bundled_model(backbone_host: Any) -> None:
     assert default.name == "open-clip:ceir-world"
     images = np.zeros((2, 32, 32, 3), np.uint8)
     assert bb.encode_images(images, progress=False).shape == (2, bb.embed_dim)
+
+
+def test_ceir_world_path_with_stand_in_weights(
+    backbone_host: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The world-model route end to end, with seeded weights standing in for the trained file."""
+    world_model = pytest.importorskip("ceir_open_clip.world_model")
+    world_model.register_with_open_clip()
+    model, state = _trained_like_state(world_model.WORLD_MODEL_NAME, seed=7)
+    stand_in = tmp_path / "ceir-world.safetensors"
+    save_file(state, str(stand_in))
+    monkeypatch.setattr(world_model, "checkpoint_path", lambda: stand_in)
+    bb = get_backbone("open-clip:ceir-world", cache=False)
+    assert bb.spec()["kind"] == "world" and bb.embed_dim == 128
+    with torch.no_grad():
+        expected = model.encode_text(bb.tokenizer(["a zebra"])).numpy()
+    np.testing.assert_allclose(bb.encode_texts(["a zebra"]), expected, rtol=1e-4, atol=1e-5)
+    monkeypatch.setattr(world_model, "checkpoint_path", lambda: tmp_path / "missing.safetensors")
+    with pytest.raises(CeirError, match=r"ceir-world checkpoint .* is missing"):
+        get_backbone("open-clip:ceir-world")
