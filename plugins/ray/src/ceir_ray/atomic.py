@@ -1,0 +1,63 @@
+"""Durable file replacement: a reader sees the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def fsync_dir(path: Path) -> None:
+    # A rename is durable only once its directory is synced (POSIX; Windows has no such call).
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success fsync it and rename it over ``path``."""
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_json(path: Path, data: Any) -> None:
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def write_with(path: Path, writer: Callable[[Path], None]) -> None:
+    with replacing(path) as tmp:
+        writer(tmp)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete temporaries an interrupted run left behind (they were never renamed into place)."""
+    removed = 0
+    for p in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed += 1
+    return removed
