@@ -23,7 +23,12 @@ import numpy as np
 
 from ceir_onnx.bundle import read_manifest
 from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one
-from ceir_onnx.runtime.providers import ProviderWarning, check_active, resolve_providers
+from ceir_onnx.runtime.providers import (
+    ProviderWarning,
+    check_active,
+    check_single_onnxruntime,
+    resolve_providers,
+)
 from ceir_onnx.runtime.search import ExactIndex
 from ceir_onnx.runtime.tokenizer import ClipTokenizer
 from ceir_onnx.variants import cpu_safe_level
@@ -79,6 +84,7 @@ class Runtime:
             "concept_text_embeddings"
         ]
 
+        check_single_onnxruntime()
         requested, explicit = resolve_providers(providers)
         variants = self.manifest["graphs"]["image"]["variants"]
         on_gpu_build = any(p in ort.get_available_providers() for p in requested[:-1])

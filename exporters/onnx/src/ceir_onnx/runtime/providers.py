@@ -6,7 +6,13 @@ import logging
 import warnings
 from collections.abc import Sequence
 
-import onnxruntime as ort
+try:
+    import onnxruntime as ort
+except ImportError as exc:  # neither extra installed
+    raise ImportError(
+        "ceir_onnx.runtime needs onnxruntime: pip install 'ceir-onnx[cpu]' (or 'ceir-onnx[gpu]' for "
+        "NVIDIA GPUs; never both)"
+    ) from exc
 
 log = logging.getLogger("ceir_onnx")
 
@@ -21,6 +27,27 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 class ProviderWarning(RuntimeWarning):
     """A GPU execution provider was requested but is not active."""
+
+
+def check_single_onnxruntime() -> list[str]:
+    """Warn when more than one onnxruntime distribution is installed (they share a module)."""
+    import importlib.metadata
+
+    names = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    if len(found) > 1:
+        message = (
+            f"WARNING: several onnxruntime distributions are installed ({', '.join(found)}); they overwrite "
+            "each other's files. Uninstall all of them and install exactly one (README of ceir-onnx)."
+        )
+        log.warning(message)
+        warnings.warn(message, ProviderWarning, stacklevel=3)
+    return found
 
 
 def resolve_providers(providers: str | Sequence[str] | None) -> tuple[list[str], bool]:
