@@ -1,0 +1,1 @@
+"""The main job: fit, cluster, explain, export, index and query, then report (``ceir demo``)."""

@@ -1,0 +1,221 @@
+"""``ceir demo``: the whole product on the built-in offline default, end to end.
+
+world images -> concepts (static oracle lists, or an LLM plugin) -> CEIR fit -> clusters named
+by concepts -> explanations -> ONNX bundle -> torch-free runtime -> FAISS ConceptIndex ->
+text, concept-expression and edited-example queries -> HTML report + JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SIZES: dict[str, tuple[int, int]] = {"full": (6000, 2000), "small": (1200, 400)}
+
+
+@dataclass
+class DemoConfig:
+    out_dir: Path
+    size: str = "full"
+    domain: str = "world10"
+    backbone: str = "open-clip:ceir-world"
+    concept_source: str | None = None  # default: static:<domain>, the world's oracle lists
+    latent: str = "vae"
+    seed: int = 0
+    kmeans_seeds: int = 3
+    progress: bool = True
+    latent_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_train(self) -> int:
+        return SIZES[self.size][0]
+
+    @property
+    def n_test(self) -> int:
+        return SIZES[self.size][1]
+
+
+@dataclass
+class Split:
+    images: np.ndarray
+    labels: np.ndarray
+    concepts: list[frozenset[str]]
+
+
+def _draw(world: Any, split: str, n: int) -> Split:
+    images: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    concepts: list[frozenset[str]] = []
+    for batch in world.batches(n, split=split, batch_size=512):
+        images.append(np.asarray(batch.images))
+        labels.append(np.asarray(batch.labels))
+        concepts.extend(frozenset(c) for c in batch.concepts)
+    return Split(np.concatenate(images), np.concatenate(labels).astype(np.int64), concepts)
+
+
+class Steps:
+    """A progress bar over the demo's stages, with timings kept for the report."""
+
+    def __init__(self, names: list[str], progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=len(names), desc="ceir demo", unit="step", disable=not progress, position=0)
+        self.timings: dict[str, float] = {}
+        self._name: str | None = None
+        self._t0 = 0.0
+
+    def start(self, name: str) -> None:
+        self._finish()
+        self._name, self._t0 = name, time.perf_counter()
+        self.bar.set_postfix_str(name)
+
+    def _finish(self) -> None:
+        if self._name is not None:
+            self.timings[self._name] = round(time.perf_counter() - self._t0, 2)
+            self.bar.update(1)
+            self._name = None
+
+    def close(self) -> None:
+        self._finish()
+        self.bar.close()
+
+
+def run_demo(config: DemoConfig) -> dict[str, Any]:
+    """Run the main job; writes model/, bundle/, index/, report.html and results.json."""
+    from ceir_sdk.concepts import process_concepts
+    from ceir_sdk.demo.evaluate import evaluate
+    from ceir_sdk.demo.queries import run_queries
+    from ceir_sdk.demo.render import write_report
+    from ceir_sdk.index import ConceptIndex
+    from ceir_sdk.index.encoder import RuntimeEncoder
+    from ceir_sdk.model import CEIRModel
+    from ceir_sdk.plugins import get_backbone, get_concept_source, get_exporter
+    from ceir_sdk.report.html import atomic_write_text
+    from ceir_sdk.worlds import World
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = Steps(
+        ["draw world", "encode images", "concepts", "fit CEIR", "evaluate", "export ONNX", "runtime embed",
+         "index", "queries", "report"],
+        config.progress,
+    )
+    t_start = time.perf_counter()
+
+    steps.start("draw world")
+    world = World(config.domain, image_size=32, seed=config.seed)
+    class_names = list(world.class_names)
+    train = _draw(world, "train", config.n_train)
+    test = _draw(world, "test", config.n_test)
+
+    steps.start("encode images")
+    backbone = get_backbone(config.backbone)
+    train_features = backbone.encode_images(train.images, progress=config.progress)
+    test_features = backbone.encode_images(test.images, progress=config.progress)
+
+    steps.start("concepts")
+    source_name = config.concept_source or f"static:{config.domain}"
+    raw_concepts = get_concept_source(source_name).generate(class_names, domain=config.domain,
+                                                            progress=config.progress)
+    concept_set, filter_steps = process_concepts(raw_concepts, class_names, backbone=backbone)
+    uses_llm = not source_name.startswith("static")
+    label_information = {
+        "class_names_in_prompts": uses_llm,
+        "class_names_in_concept_set": False,
+        "concept_source": source_name,
+        "labels_used_for_fitting": False,
+        "note": (
+            "the static source reads the world's per-class concept lists, which were written knowing "
+            "the classes (as an LLM prompted with class names would)"
+            if not uses_llm
+            else "the LLM was prompted with the class names"
+        ),
+    }
+
+    steps.start("fit CEIR")
+    model = CEIRModel(backbone=backbone, latent=config.latent, latent_options=config.latent_options,
+                      seed=config.seed)
+    model.fit_features(train_features, concept_set, progress=config.progress,
+                       label_information=label_information)
+    model_dir = model.save(out / "model")
+
+    steps.start("evaluate")
+    evaluation = evaluate(model, test_features, test.labels, class_names, seeds=config.kmeans_seeds,
+                          true_concepts=test.concepts, progress=config.progress)
+
+    steps.start("export ONNX")
+    exporter = get_exporter("onnx")
+    bundle_dir = exporter.export(model_dir, out / "bundle", overwrite=True, int8=True,
+                                 check_images=test.images[:32], progress=config.progress)
+
+    steps.start("runtime embed")
+    runtime = exporter.open(bundle_dir)
+    acts, latents = runtime.embed(test.images, output="both", progress=config.progress)
+    torch_acts, torch_latents = model.encode_features(test_features, output="both")
+    parity = {
+        "max_abs_diff_latent": float(np.abs(latents - torch_latents).max()),
+        "max_abs_diff_concepts": float(np.abs(acts - torch_acts).max()),
+    }
+
+    steps.start("index")
+    metadata = [
+        {"class": class_names[int(label)], "split": "test", "true_concepts": sorted(truth)}
+        for label, truth in zip(test.labels, test.concepts)
+    ]
+    index = ConceptIndex.build(latents, acts, model.concepts, metadata=metadata,
+                               encoder=RuntimeEncoder(runtime), progress=config.progress)
+    index.save(out / "index")
+
+    steps.start("queries")
+    queries = run_queries(index, model.concepts, class_names, test.labels, test.concepts)
+
+    steps.start("report")
+    results: dict[str, Any] = {
+        "domain": config.domain,
+        "size": config.size,
+        "n_train": config.n_train,
+        "n_test": config.n_test,
+        "backbone": backbone.spec(),
+        "concepts": {
+            "source": source_name,
+            "raw": len(raw_concepts),
+            "after_processing": len(concept_set),
+            "kept_by_model": len(model.concepts),
+            "filter_steps": [step.as_dict() if hasattr(step, "as_dict") else str(step) for step in filter_steps],
+        },
+        "label_information": label_information,
+        "evaluation": evaluation.as_dict(),
+        "onnx": {"bundle": str(bundle_dir), "providers": list(runtime.providers), **parity},
+        "index": index.info(),
+        "queries": queries,
+        "timings_s": steps.timings,
+    }
+    results["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    steps.close()
+    results["timings_s"] = steps.timings
+    assets = {
+        "test_images": test.images,
+        "cluster_labels": evaluation.cluster_labels,
+        "concepts_z": torch_acts,
+        "concept_names": model.concepts,
+    }
+    write_report(results, assets, out / "report.html")
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=_jsonable))
+    return results
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
