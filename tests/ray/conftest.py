@@ -30,9 +30,8 @@ def ray_local() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from onnx_helpers import tiny_parts
-
     from ceir_onnx.export import export_bundle
+    from onnx_helpers import tiny_parts
 
     parts, _ = tiny_parts()
     return export_bundle(parts, tmp_path_factory.mktemp("ray-onnx") / "bundle", progress=False)

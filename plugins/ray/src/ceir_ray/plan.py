@@ -72,7 +72,8 @@ class Plan:
                 assert self.paths is not None
                 for a in range(start, stop, unit_rows):
                     b = min(stop, a + unit_rows)
-                    out.append(json.dumps({"kind": "files", "row0": a, "paths": self.paths.slice(a, b - a).to_pylist()}))
+                    paths = self.paths.slice(a, b - a).to_pylist()
+                    out.append(json.dumps({"kind": "files", "row0": a, "paths": paths}))
             else:
                 out.extend(self._parquet_units(start, stop, unit_rows))
         return out
@@ -153,7 +154,7 @@ def plan_input(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
             raise BadInputError(f"no such file or folder: {path}")
         if path.is_file():
             if path.suffix != ".parquet":
-                raise BadInputError(f"{path} is neither a folder nor a .parquet file; give a folder of images or parquet")
+                raise BadInputError(f"{path} is neither a folder nor a .parquet file; give a folder or parquet")
             return _parquet_plan([path], column, id_column)
         parquets = sorted(path.glob("*.parquet"))
         if parquets:
