@@ -1,0 +1,327 @@
+"""Clustering benchmark (issue 5): CEIR latent vs k-means on raw features vs on concept activations.
+
+Standard protocol: fit on the training split, evaluate once on the test split, 5 seeds (model
+and k-means), mean and standard deviation of NMI / ACC / ARI. Model selection inside the fit
+uses a validation split carved from the training features; the test split is only encoded.
+
+Domains: the drawn worlds (offline, with the bundled "ceir-world" CLIP), and CIFAR-10,
+CIFAR-100-20, STL-10 wherever torchvision's copies and pretrained weights exist locally (the
+report says plainly when they do not). Every report states which label information entered.
+
+    python benchmarks/cluster.py [--quick]   ->  benchmarks/results/cluster.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+HERE = Path(__file__).resolve().parent
+RESULT = HERE / "results" / "cluster.json"
+WORLD_DOMAINS = ("world10", "world100_20")
+
+# CIFAR-100 fine label -> one of the 20 official coarse superclasses.
+CIFAR100_COARSE = np.array([
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3, 15,
+    0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18,
+    17, 10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19, 2, 4, 6, 19, 5, 5,
+    8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
+])
+
+
+def _summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key in ("nmi", "acc", "ari"):
+        values = np.array([r[key] for r in runs], dtype=np.float64)
+        out[f"{key}_mean"] = float(values.mean())
+        out[f"{key}_std"] = float(values.std())
+    return out
+
+
+def evaluate_protocol(
+    train_features: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+    concepts: Sequence[str],
+    *,
+    k: int,
+    concept_embeddings: np.ndarray | None = None,
+    backbone: Any = None,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    latent: str = "vae",
+    latent_options: dict[str, Any] | None = None,
+    restarts: int = 10,
+    progress: bool = False,
+) -> tuple[dict[str, Any], list[Any]]:
+    """ceir / raw_kmeans / concept_kmeans scores over seeds; returns (report, fitted models)."""
+    from ceir_sdk.metrics import clustering_scores
+    from ceir_sdk.model import CEIRModel, kmeans
+
+    runs: dict[str, list[dict[str, float]]] = {"ceir": [], "raw_kmeans": [], "concept_kmeans": []}
+    models = []
+    raw = test_features / np.linalg.norm(test_features, axis=1, keepdims=True)
+    for seed in seeds:
+        model = CEIRModel(backbone, latent=latent, latent_options=latent_options, seed=seed)
+        model.fit_features(train_features, list(concepts), concept_embeddings=concept_embeddings, progress=progress)
+        models.append(model)
+        z, lat = model.encode_features(test_features, output="both")
+        for name, space in (("ceir", lat), ("raw_kmeans", raw), ("concept_kmeans", z)):
+            labels, _, _ = kmeans(space, k, restarts=restarts, seed=seed)
+            runs[name].append(clustering_scores(test_labels, labels))
+    report: dict[str, Any] = {name: _summary(r) for name, r in runs.items()}
+    report["seeds"] = list(seeds)
+    report["concepts_kept"] = len(models[0].concepts)
+    report["concepts_given"] = len(concepts)
+    report["bottleneck_dropped"] = {
+        "not_visible": sorted(models[0].bottleneck.report.dropped_not_visible),
+        "not_learnable": sorted(models[0].bottleneck.report.dropped_not_learnable),
+    }
+    return report, models
+
+
+# -- the drawn worlds --------------------------------------------------------------------------
+def _world_features(backbone: Any, world: Any, split: str, n: int) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    feats, labels, concepts = [], [], []
+    for batch in world.batches(n, split=split, batch_size=1024):
+        feats.append(backbone.encode_images(batch.images, progress=False))
+        labels.append(batch.labels)
+        concepts.extend(batch.concepts)
+    return np.concatenate(feats), np.concatenate(labels), concepts
+
+
+def explain_precision_at_5(model: Any, features: np.ndarray, truth: list[Any]) -> dict[str, float]:
+    """Share of the 5 top positive contributions that are true concepts of the image.
+
+    "present": contributions of concepts active in the image (z > 0), i.e. the concepts an
+    explanation names positively; "any_sign": the 5 largest positive contributions whatever the
+    activation (a positive contribution from an absent concept reads "NOT x" and counts as a miss).
+    """
+    explanations = model.explain(features=features, progress=False)
+    present, any_sign = [], []
+    for e, true in zip(explanations, truth):
+        top = [c for c, _ in e.top_present(5)]
+        present.append(np.mean([c in true for c in top]) if top else 0.0)
+        top_any = e.top(5, sign="positive")
+        any_sign.append(np.mean([c in true and p for c, _, p in top_any]) if top_any else 0.0)
+    return {"present": float(np.mean(present)), "any_sign": float(np.mean(any_sign)),
+            "max_completeness_error": float(max(e.completeness_error for e in explanations))}
+
+
+def cluster_name_accuracy(model: Any, features: np.ndarray, labels: np.ndarray, truth: list[Any], k: int,
+                          top_true: int = 5) -> float:
+    """Share of clusters whose top-named concept is among the top_true most frequent true concepts
+    of the cluster's majority class (counted over that class's images in the cluster)."""
+    result = model.cluster(features=features, k=k, seed=0, progress=False)
+    hits = []
+    for c in range(result.k):
+        members = np.flatnonzero(result.labels == c)
+        if len(members) == 0 or not result.names[c]:
+            continue
+        majority = np.bincount(labels[members]).argmax()
+        counts: dict[str, int] = {}
+        for i in members[labels[members] == majority]:
+            for concept in truth[i]:
+                counts[concept] = counts.get(concept, 0) + 1
+        frequent = sorted(counts, key=lambda x: -counts[x])[:top_true]
+        hits.append(result.names[c][0][0] in frequent)
+    return float(np.mean(hits))
+
+
+def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], include_class_names: bool,
+               n_explain: int) -> dict[str, Any]:
+    from ceir_sdk.model.world_concepts import label_information, oracle_concepts
+    from ceir_sdk.worlds import World
+
+    out: dict[str, Any] = {}
+    for domain in WORLD_DOMAINS:
+        t0 = time.perf_counter()
+        world = World(domain, image_size=32, seed=0)
+        x_tr, _, _ = _world_features(backbone, world, "train", n_train)
+        x_te, y_te, truth = _world_features(backbone, world, "test", n_test)
+        concepts = oracle_concepts(world, include_class_names=include_class_names)
+        report, models = evaluate_protocol(x_tr, x_te, y_te, concepts, k=world.num_classes, backbone=backbone,
+                                           seeds=seeds)
+        report["explain_precision_at_5"] = explain_precision_at_5(models[0], x_te[:n_explain], truth[:n_explain])
+        report["cluster_name_accuracy"] = cluster_name_accuracy(models[0], x_te, y_te, truth, world.num_classes)
+        report["label_information"] = label_information(include_class_names=include_class_names)
+        report["n_train"], report["n_test"], report["k"] = n_train, n_test, world.num_classes
+        report["seconds"] = time.perf_counter() - t0
+        out[domain] = report
+        print(f"{domain}: " + "  ".join(f"{m} nmi={report[m]['nmi_mean']:.3f} acc={report[m]['acc_mean']:.3f}"
+                                         for m in ("ceir", "raw_kmeans", "concept_kmeans")), flush=True)
+    return out
+
+
+# -- speed: fit time over extraction time -------------------------------------------------------
+def fit_over_extract_time(n_extract: int, n_fit: int = 50_000, n_concepts: int = 200) -> dict[str, Any]:
+    """ViT-B-32 (random weights, 512-d): fit time on n_fit features / extraction time of n_fit images
+    (extrapolated from n_extract timed images), measured in one run."""
+    from ceir_sdk.model import CEIRModel
+    from ceir_sdk.plugins import get_backbone
+    from ceir_sdk.worlds import World
+    from ceir_sdk.worlds.vocabulary import AROUND, COLOURS, PATTERNS, SHAPES
+
+    backbone = get_backbone("open-clip:ViT-B-32", cache=False)
+    images = np.concatenate([b.images for b in World("world10", image_size=64).batches(n_extract, "train")])
+    backbone.encode_images(images[:8], progress=False)  # warm-up (allocations, thread pools)
+    t0 = time.perf_counter()
+    feats = backbone.encode_images(images, batch_size=64, progress=True)
+    extract_s = time.perf_counter() - t0
+    phrases = [f"{a} {b}" for a in (*COLOURS, *PATTERNS) for b in (*SHAPES, *AROUND)][:n_concepts]
+    # n_fit rows: the extracted features resampled with small noise (fit time depends on sizes only).
+    rng = np.random.default_rng(0)
+    rows = feats[rng.integers(0, len(feats), n_fit)]
+    rows = rows + 0.05 * rows.std() * rng.standard_normal(rows.shape).astype(np.float32)
+    model = CEIRModel(backbone)
+    t0 = time.perf_counter()
+    model.fit_features(rows, phrases, progress=True)
+    fit_s = time.perf_counter() - t0
+    extract_total = extract_s / len(images) * n_fit
+    return {
+        "ratio": fit_s / extract_total,
+        "fit_seconds": fit_s,
+        "fit_breakdown_s": model.provenance["timings_s"],
+        "extract_seconds_measured": extract_s,
+        "extract_images_timed": len(images),
+        "extract_seconds_extrapolated": extract_total,
+        "n_fit": n_fit,
+        "n_concepts": len(phrases),
+        "backbone": "open_clip ViT-B-32, random weights, 512-d, 224px, CPU fp32",
+        "defaults": {"latent_epochs_run": model.provenance["latent_history"].get("epochs_run"),
+                     "projection_steps_run": model.provenance["bottleneck"]["steps_run"]},
+    }
+
+
+# -- CIFAR-10, CIFAR-100-20, STL-10 -------------------------------------------------------------
+TORCHVISION_DOMAINS: dict[str, dict[str, Any]] = {
+    "cifar10": {"backbone": "open-clip:ViT-L-14/openai", "k": 10},
+    "cifar100_20": {"backbone": "open-clip:RN50/openai", "k": 20},
+    "stl10": {"backbone": "open-clip:ViT-B-16/openai", "k": 10},
+}
+
+
+def load_torchvision_split(name: str, root: Path, split: str) -> tuple[Any, np.ndarray]:
+    """(dataset, labels) from torchvision's local copy; raises FileNotFoundError when absent."""
+    import torchvision.datasets as tvd
+
+    train = split == "train"
+    try:
+        if name == "cifar10":
+            ds = tvd.CIFAR10(str(root), train=train, download=False)
+            labels = np.asarray(ds.targets)
+        elif name == "cifar100_20":
+            ds = tvd.CIFAR100(str(root), train=train, download=False)
+            labels = CIFAR100_COARSE[np.asarray(ds.targets)]
+        else:
+            ds = tvd.STL10(str(root), split="train" if train else "test", download=False)
+            labels = np.asarray(ds.labels)
+    except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
+        raise FileNotFoundError(f"{name} not found under {root}: {exc}") from exc
+    return ds, labels
+
+
+def run_labelled_domain(
+    name: str, load_split: Callable[[str], tuple[Any, np.ndarray]], backbone: Any, concepts: Sequence[str], k: int,
+    seeds: Sequence[int], label_info: dict[str, Any], limit: int | None = None,
+) -> dict[str, Any]:
+    """The protocol on any labelled image domain: fit on train, evaluate on test."""
+    feats: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    for split in ("train", "test"):
+        ds, y = load_split(split)
+        n = len(y) if limit is None else min(limit, len(y))
+        images = [np.asarray(ds[i][0]) for i in range(n)]
+        feats[split] = backbone.encode_images(np.stack(images), progress=False)
+        labels[split] = y[:n]
+    report, _ = evaluate_protocol(feats["train"], feats["test"], labels["test"], concepts, k=k,
+                                  backbone=backbone, seeds=seeds)
+    report.update(status="ran", domain=name, label_information=label_info,
+                  n_train=len(labels["train"]), n_test=len(labels["test"]))
+    return report
+
+
+def run_torchvision(seeds: Sequence[int], concept_file: Path | None) -> dict[str, Any]:
+    root = Path(os.environ.get("CEIR_DATA_ROOT", Path.home() / ".cache" / "torchvision"))
+    out: dict[str, Any] = {}
+    for name, cfg in TORCHVISION_DOMAINS.items():
+        try:
+            load_torchvision_split(name, root, "test")
+        except (FileNotFoundError, ImportError) as exc:
+            out[name] = {"status": "not run", "reason": f"no local torchvision copy ({exc}); set CEIR_DATA_ROOT"}
+            continue
+        if concept_file is None:
+            out[name] = {"status": "not run", "reason": "no concept file for this domain (--concepts-dir)"}
+            continue
+        try:
+            from ceir_sdk.plugins import get_backbone
+
+            backbone = get_backbone(cfg["backbone"])
+        except Exception as exc:  # report, do not crash the benchmark
+            out[name] = {"status": "not run", "reason": f"pretrained weights {cfg['backbone']} unavailable: {exc}"}
+            continue
+        concepts = [c for c in concept_file.read_text().splitlines() if c.strip()]
+        out[name] = run_labelled_domain(
+            name, lambda s, n=name: load_torchvision_split(n, root, s), backbone, concepts, cfg["k"], seeds,
+            {"class_names_in_prompts": True, "class_names_in_concepts": False,
+             "note": "concepts generated by an LLM from the class names"})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not the figures)")
+    parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument("--backbone", default="open-clip:ceir-world")
+    parser.add_argument("--include-class-names", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--concepts-dir", type=Path, default=None, help="concept files NAME.txt for CIFAR/STL")
+    args = parser.parse_args(argv)
+    from ceir_sdk.model.fileio import atomic_write_json
+    from ceir_sdk.plugins import get_backbone
+
+    seeds = (0, 1) if args.quick else (0, 1, 2, 3, 4)
+    n_train, n_test = (2000, 1000) if args.quick else (20_000, 5_000)
+    result: dict[str, Any] = {
+        "benchmark": "cluster", "quick": args.quick, "protocol": "fit on train (validation carved from train), "
+        "evaluate on test once; seeds for model and k-means; k = number of classes; k-means: faiss, 10 restarts",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+        "backbone": args.backbone,
+    }
+    try:
+        backbone = get_backbone(args.backbone)
+        result.update(run_worlds(backbone, n_train, n_test, seeds, args.include_class_names,
+                                 n_explain=200 if args.quick else 500))
+        w10 = result["world10"]
+        result["explain_precision_at_5"] = w10["explain_precision_at_5"]["present"]
+        result["explain_precision_at_5_any_sign"] = w10["explain_precision_at_5"]["any_sign"]
+        result["cluster_name_accuracy"] = float(np.mean([result[d]["cluster_name_accuracy"] for d in WORLD_DOMAINS]))
+        result["quality_bar_met"] = all(
+            result[d]["ceir"][m] > result[d]["raw_kmeans"][m] for d in WORLD_DOMAINS for m in ("nmi_mean", "acc_mean"))
+    except Exception as exc:  # say plainly what did not run
+        result["worlds_error"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    if not args.skip_speed:
+        speed = fit_over_extract_time(n_extract=200 if args.quick else 1000)
+        result["fit_over_extract_time"] = speed["ratio"]
+        result["fit_over_extract_time_detail"] = speed
+    concept_file = None if args.concepts_dir is None else args.concepts_dir
+    result["torchvision_domains"] = run_torchvision(seeds, concept_file)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out, result)
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
