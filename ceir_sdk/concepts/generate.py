@@ -163,7 +163,8 @@ def _run_all(
         futures: list[Future[None]] = [pool.submit(run, job) for job in todo]
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            # A short timeout keeps the main thread responsive to Ctrl-C.
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
             for future in done:
                 if future.exception() is None:
                     bar.update(1)
@@ -179,6 +180,8 @@ def _run_all(
         saved = sum(1 for job in todo if cache.get(job.key) is not None) + from_cache
         where = f"; {saved} of {total} replies are in the cache at {cache.directory}, rerun to continue" \
             if cache.enabled else ""
+        if not isinstance(failure, Exception):
+            raise failure  # KeyboardInterrupt / SystemExit from a worker: stop as asked
         message = redact(f"{failure}{where}", secrets)
         if isinstance(failure, LLMError):
             raise type(failure)(message) from None

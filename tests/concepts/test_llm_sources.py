@@ -221,3 +221,25 @@ def test_plugin_entry_points_import_no_vendor_sdk(module: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_ctrl_c_keeps_the_replies_that_arrived(fake_keys: dict, make_adapter: Any, tmp_path: Path) -> None:
+    import _thread
+    import threading
+
+    from llm_server import LLMTestServer
+
+    classes = World("world10").class_names
+    cache = tmp_path / "cache"
+    with LLMTestServer(delay=0.1) as server:
+        adapter = make_adapter("openai", server)
+        timer = threading.Timer(0.6, _thread.interrupt_main)  # a real Ctrl-C in the main thread
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            _gen(adapter, classes, cache, max_in_flight=2, kinds=["features"])
+        timer.cancel()
+        answered = server.count()
+        assert 0 < answered < 20
+        assert len(list(cache.rglob("*.json"))) == answered  # in-flight replies landed too
+        cs = _gen(adapter, classes, cache, max_in_flight=2, kinds=["features"])
+        assert server.count() == 20 and cs.generation["from_cache"] == answered
