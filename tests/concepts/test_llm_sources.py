@@ -233,11 +233,15 @@ def test_ctrl_c_keeps_the_replies_that_arrived(fake_keys: dict, make_adapter: An
     cache = tmp_path / "cache"
     with LLMTestServer(delay=0.1) as server:
         adapter = make_adapter("openai", server)
-        timer = threading.Timer(0.6, _thread.interrupt_main)  # a real Ctrl-C in the main thread
-        timer.start()
+
+        def interrupt_after_three() -> None:
+            while server.count() < 3:
+                time.sleep(0.01)
+            _thread.interrupt_main()  # Ctrl-C in the main thread, mid-run
+
+        threading.Thread(target=interrupt_after_three, daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
             _gen(adapter, classes, cache, max_in_flight=2, kinds=["features"])
-        timer.cancel()
         answered = server.count()
         assert 0 < answered < 20
         assert len(list(cache.rglob("*.json"))) == answered  # in-flight replies landed too
