@@ -90,3 +90,19 @@ def test_ceir_world_path_with_stand_in_weights(
     monkeypatch.setattr(world_model, "checkpoint_path", lambda: tmp_path / "missing.safetensors")
     with pytest.raises(CeirError, match=r"ceir-world checkpoint .* is missing"):
         get_backbone("open-clip:ceir-world")
+
+
+@pytest.mark.usefixtures("backbone_host")
+def test_moved_checkpoint_keeps_its_cache(tiny_model_name: str, tmp_path: Path) -> None:
+    _, state = _trained_like_state(tiny_model_name, seed=5)
+    first = tmp_path / "a" / "w.safetensors"
+    first.parent.mkdir()
+    save_file(state, str(first))
+    images = np.zeros((3, 32, 32, 3), np.uint8) + np.arange(3, dtype=np.uint8)[:, None, None, None]
+    bb = get_backbone(f"open-clip:{tiny_model_name}@{first}", cache=tmp_path / "c")
+    assert bb.encode(images, progress=False).n_encoded == 3
+    moved = tmp_path / "b" / "renamed.safetensors"
+    moved.parent.mkdir()
+    first.rename(moved)
+    again = get_backbone(f"open-clip:{tiny_model_name}@{moved}", cache=tmp_path / "c")
+    assert again.encode(images, progress=False).n_cached == 3

@@ -189,8 +189,11 @@ class OpenClipBackbone:
         if root is None:
             return None
         spec = self.spec()
+        volatile = {"open_clip_version"}
+        if self.weights_sha256:
+            volatile |= {"name", "pretrained"}  # the checksum names the weights; moving the file keeps hits
         namespace = {
-            "backbone": {k: v for k, v in spec.items() if k not in ("open_clip_version",)},
+            "backbone": {k: v for k, v in spec.items() if k not in volatile},
             "precision": self.precision,
             "background": list(self.background or (255, 255, 255)),
             "cache_format": 1,
