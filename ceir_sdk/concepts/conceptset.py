@@ -56,6 +56,14 @@ class Concept:
     phrase: str
     origins: list[ConceptOrigin] = field(default_factory=list)
 
+    @property
+    def text(self) -> str:
+        """The phrase (an alias for code that reads ``.text``)."""
+        return self.phrase
+
+    def __str__(self) -> str:
+        return self.phrase
+
     def to_dict(self) -> dict[str, Any]:
         return {"phrase": self.phrase, "origins": [o.to_dict() for o in self.origins]}
 

@@ -86,3 +86,11 @@ def test_interrupted_save_keeps_previous_file(tmp_path: Path, monkeypatch: pytes
         _sample_set().save(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json"]  # no temp file left
+
+
+def test_a_concept_set_feeds_the_model_as_phrases() -> None:
+    from ceir_sdk.model.ceir import clean_concepts
+
+    cs = _sample_set()
+    assert clean_concepts(cs) == cs.phrases
+    assert [str(c) for c in cs.concepts] == cs.phrases
