@@ -52,7 +52,7 @@ def load_model(checkpoint: Path | None) -> tuple[Any, Any, tuple[float, ...], tu
 
     register_with_open_clip()
     path = checkpoint if checkpoint is not None else checkpoint_path()
-    model, _, preprocess = open_clip.create_model_and_transforms(WORLD_MODEL_NAME, pretrained=str(path))
+    model, _, _preprocess = open_clip.create_model_and_transforms(WORLD_MODEL_NAME, pretrained=str(path))
     model.eval()
     tokenizer = open_clip.get_tokenizer(WORLD_MODEL_NAME)
     mean = tuple(model.visual.preprocess_cfg["mean"])

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without an install
 DEFAULT_OUT = ROOT / "plugins/open-clip/src/ceir_open_clip/world_model"
 NAME = "ceir-world"
 
@@ -42,21 +44,29 @@ def pixels_to_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[flo
     return (x - m) / s
 
 
-def batch_stream(batch_size: int, steps: int, seed: int) -> Iterator[tuple[np.ndarray, list[str]]]:
-    """(images, captions) per step; half world10, half world100_20, train split, never repeated."""
+def make_batch(step: int, batch_size: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Step ``step``'s (images, captions): half world10, half world100_20, train split."""
     from ceir_sdk.worlds import World
 
-    worlds = [World("world10", 32, seed), World("world100_20", 32, seed)]
     half = batch_size // 2
+    images, captions = [], []
+    for name in ("world10", "world100_20"):
+        b = next(World(name, 32, seed).batches(half, "train", batch_size=half, start=step * half))
+        images.append(b.images)
+        captions.extend(b.captions)
+    return np.concatenate(images), captions
 
-    def make(step: int) -> tuple[np.ndarray, list[str]]:
-        images, captions = [], []
-        for w in worlds:
-            b = next(w.batches(half, "train", batch_size=half, start=step * half))
-            images.append(b.images)
-            captions.extend(b.captions)
-        return np.concatenate(images), captions
 
+def batch_stream(batch_size: int, steps: int, seed: int, workers: int) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """Batches for steps 0..steps-1; fresh samples every step. Content depends only on the step."""
+    if workers > 0:
+        # Processes draw ahead (for a GPU, where drawing is the bottleneck); order is kept.
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as procs:
+            yield from procs.imap(partial(make_batch, batch_size=batch_size, seed=seed), range(steps), chunksize=4)
+        return
+    make = partial(make_batch, batch_size=batch_size, seed=seed)
     # One helper thread draws the next batch while torch trains on this one.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(make, 0)
@@ -86,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--fp16", action="store_true", help="store weights in float16 (halves the file)")
-    p.add_argument("--device", default="cpu", help="torch device; the committed model was trained on cpu")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--workers", type=int, default=0, help="processes drawing batches (0: one thread)")
     args = p.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
@@ -123,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.time()
     losses: list[float] = []
-    bar = tqdm(batch_stream(args.batch_size, args.steps, args.seed), total=args.steps, desc="train ceir-world")
+    bar = tqdm(
+        batch_stream(args.batch_size, args.steps, args.seed, args.workers), total=args.steps, desc="train ceir-world"
+    )
     for step, (images, captions) in enumerate(bar):
         for group in opt.param_groups:
             group["lr"] = lr_at(step)

@@ -221,9 +221,9 @@ def render(
     corners = rng.permutation(4)[: len(around)]
     for thing, corner in zip(around, corners, strict=True):
         sx, sy = _CORNERS[int(corner)]
-        icx = sx * 0.72 + float(rng.uniform(-0.06, 0.06))
-        icy = sy * 0.72 + float(rng.uniform(-0.06, 0.06))
-        _draw_icon(img, thing, icx, icy, 0.25, xs, ys)
+        icx = sx * 0.7 + float(rng.uniform(-0.06, 0.06))
+        icy = sy * 0.7 + float(rng.uniform(-0.06, 0.06))
+        _draw_icon(img, thing, icx, icy, 0.3, xs, ys)
 
     # Lighting (gain and colour cast) and sensor noise.
     gain = float(rng.uniform(0.8, 1.15))
