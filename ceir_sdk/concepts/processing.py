@@ -56,17 +56,17 @@ def _merge(concepts: list[Concept], strip_articles: bool) -> tuple[list[Concept]
         if not key:
             step.removed.append({"concept": concept.phrase, "reason": "empty after normalisation"})
             continue
+        # Remember how the source wrote the phrase when normalisation changed it.
+        origins = [
+            o if o.raw is not None or concept.phrase == phrase
+            else ConceptOrigin(o.kind, o.class_name, o.sample, raw=concept.phrase)
+            for o in concept.origins
+        ]
         kept = by_key.get(key)
         if kept is None:
-            origins = [
-                o if o.raw is not None or concept.phrase == phrase else ConceptOrigin(
-                    o.kind, o.class_name, o.sample, raw=concept.phrase
-                )
-                for o in concept.origins
-            ]
             by_key[key] = Concept(phrase, origins)
             continue
-        kept.origins.extend(concept.origins)
+        kept.origins.extend(origins)
         step.removed.append(
             {"concept": concept.phrase, "reason": f"duplicate of {kept.phrase!r}", "kept": kept.phrase}
         )
