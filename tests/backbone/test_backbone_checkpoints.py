@@ -33,7 +33,7 @@ def test_local_checkpoint_is_loaded(tiny_model_name: str, tmp_path: Path, suffix
         save_file(state, str(path))
     else:
         torch.save(state, path)
-    bb = get_backbone(f"open-clip:{tiny_model_name}@{path}", cache=False)
+    bb = get_backbone(f"open-clip:{tiny_model_name}@{path}", cache=False, device="cpu")
     assert bb.name == f"open-clip:{tiny_model_name}@{path.resolve()}"
     spec = bb.spec()
     assert spec["kind"] == "checkpoint" and len(spec["weights_sha256"]) == 64
@@ -41,7 +41,7 @@ def test_local_checkpoint_is_loaded(tiny_model_name: str, tmp_path: Path, suffix
     with torch.no_grad():
         expected = model.encode_text(tokens).numpy()
     np.testing.assert_allclose(bb.encode_texts(["a zebra"]), expected, rtol=1e-4, atol=1e-5)
-    random_init = get_backbone(f"open-clip:{tiny_model_name}", cache=False)
+    random_init = get_backbone(f"open-clip:{tiny_model_name}", cache=False, device="cpu")
     assert not np.allclose(random_init.encode_texts(["a zebra"]), expected)
 
 
@@ -82,7 +82,7 @@ def test_ceir_world_path_with_stand_in_weights(
     stand_in = tmp_path / "ceir-world.safetensors"
     save_file(state, str(stand_in))
     monkeypatch.setattr(world_model, "checkpoint_path", lambda: stand_in)
-    bb = get_backbone("open-clip:ceir-world", cache=False)
+    bb = get_backbone("open-clip:ceir-world", cache=False, device="cpu")
     assert bb.spec()["kind"] == "world" and bb.embed_dim == 128
     with torch.no_grad():
         expected = model.encode_text(bb.tokenizer(["a zebra"])).numpy()

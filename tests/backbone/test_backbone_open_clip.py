@@ -24,7 +24,9 @@ def _images(n: int = 6, seed: int = 0, size: tuple[int, int] = (40, 48)) -> np.n
 
 @pytest.fixture
 def tiny(tiny_model_name: str) -> Any:
-    return get_backbone(f"open-clip:{tiny_model_name}", cache=False)
+    # CPU on purpose: these tests compare numbers with open_clip run on the CPU (on a CUDA machine
+    # the default is CUDA with mixed precision, checked by the device script instead).
+    return get_backbone(f"open-clip:{tiny_model_name}", cache=False, device="cpu")
 
 
 def test_is_a_backbone_with_full_name(tiny: Any, tiny_model_name: str) -> None:
