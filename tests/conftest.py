@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests must not write into the user's feature cache (~/.cache/ceir): one per test session.
+os.environ.setdefault("CEIR_FEATURE_CACHE", tempfile.mkdtemp(prefix="ceir-test-features-"))
 
 import pytest
 
