@@ -187,7 +187,7 @@ def main() -> None:
     for name, value in figures.items():
         op, bar = BARS[name]
         met = None if value is None else (value >= bar if op == ">=" else value <= bar)
-        results["figures"][name] = {"value": None if value is None else round(float(value), 4),
+        results["figures"][name] = {"value": None if value is None else float(f"{float(value):.4g}"),
                                     "bar": f"{op} {bar}", "met": met}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
