@@ -104,6 +104,9 @@ class MetadataStore:
 
     def __init__(self, conn: sqlite3.Connection | None = None) -> None:
         self.conn = conn or sqlite3.connect(":memory:", check_same_thread=False)
+        # Autocommit: transactions are only the explicit BEGIN/COMMIT of ConceptIndex.add/remove,
+        # so no stray implicit transaction can hold a lock that would stall a save.
+        self.conn.isolation_level = None
         self.conn.executescript(_SCHEMA)
 
     # -- writes (inside the caller's transaction) -------------------------------------
@@ -181,6 +184,8 @@ class MetadataStore:
 
     # -- persistence -------------------------------------------------------------------
     def save_to(self, path: Path) -> None:
+        if self.conn.in_transaction:
+            raise RuntimeError("metadata has an open transaction; finish it before saving")
         dst = sqlite3.connect(str(path))
         try:
             self.conn.backup(dst)
