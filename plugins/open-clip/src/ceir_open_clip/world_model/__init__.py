@@ -1,7 +1,8 @@
 """The bundled offline model "ceir-world": a small CLIP trained on ceir_sdk.worlds.
 
 Files next to this module: ``ceir-world.json`` (an open_clip model config) and
-``ceir-world.safetensors`` (weights written by scripts/train_world_clip.py). Load with::
+``ceir-world.safetensors`` (fp32 weights written by scripts/train_world_clip.py; the committed
+ones by ``--steps 3000 --device cuda --workers 7``, see training_info.json). Load with::
 
     register_with_open_clip()
     model, _, preprocess = open_clip.create_model_and_transforms(
