@@ -41,14 +41,11 @@ def tiny_parts(seed: int = 0, image_size: int = 32) -> tuple[Any, Any]:
 
     n_c, hidden, latent = len(CONCEPTS), 16, 8
 
-    class Head(torch.nn.Module):
-        """Bottleneck (bias-free linear) -> z-score -> VAE encoder mean, as CEIR does."""
+    class LatentMean(torch.nn.Module):
+        """A VAE encoder's posterior mean: z-scored concepts (B, C) -> (B, L)."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.bottleneck = torch.nn.Linear(32, n_c, bias=False)
-            self.register_buffer("mean", torch.randn(n_c) * 0.1)
-            self.register_buffer("std", torch.rand(n_c) + 0.5)
             self.encoder = torch.nn.Sequential(
                 torch.nn.Linear(n_c, hidden),
                 torch.nn.BatchNorm1d(hidden),
@@ -59,9 +56,22 @@ def tiny_parts(seed: int = 0, image_size: int = 32) -> tuple[Any, Any]:
             bn.running_mean.normal_()  # type: ignore[operator]
             bn.running_var.uniform_(0.5, 2.0)  # type: ignore[operator]
 
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return self.encoder(z)[:, :latent]
+
+    class Head(torch.nn.Module):
+        """Bottleneck (bias-free linear) -> z-score -> VAE encoder mean, as CEIR does."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bottleneck = torch.nn.Linear(32, n_c, bias=False)
+            self.register_buffer("mean", torch.randn(n_c) * 0.1)
+            self.register_buffer("std", torch.rand(n_c) + 0.5)
+            self.latent = LatentMean()
+
         def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             z = (self.bottleneck(features) - self.mean) / self.std
-            return z, self.encoder(z)[:, :latent]
+            return z, self.latent(z)
 
     with torch.no_grad():
         text_emb = clip.encode_text(open_clip.tokenize(CONCEPTS))

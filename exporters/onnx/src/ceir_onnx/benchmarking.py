@@ -16,12 +16,9 @@ def ceir_head(embed_dim: int, n_concepts: int = 200, hidden: int = 256, latent: 
 
     torch.manual_seed(seed)
 
-    class Head(torch.nn.Module):
+    class LatentMean(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.bottleneck = torch.nn.Linear(embed_dim, n_concepts, bias=False)
-            self.register_buffer("mean", torch.randn(n_concepts) * 0.01)
-            self.register_buffer("std", torch.rand(n_concepts) * 0.05 + 0.05)
             self.encoder = torch.nn.Sequential(
                 torch.nn.Linear(n_concepts, hidden),
                 torch.nn.BatchNorm1d(hidden),
@@ -29,9 +26,20 @@ def ceir_head(embed_dim: int, n_concepts: int = 200, hidden: int = 256, latent: 
                 torch.nn.Linear(hidden, 2 * latent),
             )
 
+        def forward(self, z: Any) -> Any:
+            return self.encoder(z)[:, :latent]
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bottleneck = torch.nn.Linear(embed_dim, n_concepts, bias=False)
+            self.register_buffer("mean", torch.randn(n_concepts) * 0.01)
+            self.register_buffer("std", torch.rand(n_concepts) * 0.05 + 0.05)
+            self.latent = LatentMean()  # the latent graph of a bundle is this submodule
+
         def forward(self, features: Any) -> tuple[Any, Any]:
             z = (self.bottleneck(features) - self.mean) / self.std
-            return z, self.encoder(z)[:, :latent]
+            return z, self.latent(z)
 
     return Head().eval()
 

@@ -30,6 +30,10 @@ IMAGE_INPUT = "pixels"
 IMAGE_OUTPUTS = ("concepts", "latent", "image_features")
 TEXT_INPUT = "tokens"
 TEXT_OUTPUTS = ("text_features",)
+HEAD_INPUT = "features"
+HEAD_OUTPUTS = ("concepts", "latent")
+LATENT_INPUT = "concepts"
+LATENT_OUTPUTS = ("latent",)
 #: fp32 parity the exporter insists on before writing a bundle
 FP32_TOLERANCE = 1e-4
 
@@ -45,6 +49,8 @@ class ExportParts:
     preprocess: dict[str, Any]
     tokenizer_info: dict[str, Any]  # {"kind": "clip-bpe", "context_length": int, "vocab_file": path}
     text_module: Any = None  # torch module: tokens (B, context_length) int64 -> features (B, D)
+    # torch module: z-scored concepts (B, C) -> latent mean (B, L); default: head_module.latent
+    latent_module: Any = None
     model_info: dict[str, Any] = field(default_factory=dict)  # backbone spec, latent model, provenance
 
 
@@ -88,6 +94,29 @@ def _export_graph(module: Any, example: Any, path: Path, input_name: str, output
     model.producer_name = "ceir-onnx"
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path), full_check=True)
+
+
+def _export_checked(module: Any, inputs: np.ndarray, path: Path, input_name: str, outputs: Sequence[str],
+                    opset: int) -> dict[str, Any]:
+    """Export a small graph, then refuse it unless onnxruntime matches torch within FP32_TOLERANCE."""
+    import torch
+
+    _export_graph(module, torch.from_numpy(np.ascontiguousarray(inputs[:2])), path, input_name, outputs, opset)
+    with torch.no_grad():
+        out = module.eval()(torch.from_numpy(np.ascontiguousarray(inputs)))
+    ref = [t.float().numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+    parity = agreement(ref, run_graph(path, {input_name: inputs}), list(outputs))
+    worst = max(v["max_abs_diff"] for v in parity.values())
+    if worst > FP32_TOLERANCE:
+        raise BadInputError(
+            f"exported {path.name} disagrees with torch (max abs diff {worst:.2e} > {FP32_TOLERANCE}); "
+            "this model uses an op the exporter does not translate faithfully"
+        )
+    return {**_io_spec(path), "variants": {"fp32": {"file": path.name, "agreement_to_torch": parity}}}
+
+
+def _latent_module(parts: ExportParts) -> Any:
+    return parts.latent_module if parts.latent_module is not None else getattr(parts.head_module, "latent", None)
 
 
 def synthetic_images(n: int = 12, seed: int = 0) -> list[np.ndarray]:
@@ -179,7 +208,7 @@ def export_bundle(
     if len(pixels) < 2:
         pixels = np.concatenate([pixels, pixels[::-1] * 0.5])
 
-    steps = 3 + int(fp16) + int(int8)
+    steps = 4 + int(fp16) + int(int8)
     bar = tqdm(total=steps, desc="export onnx", disable=not progress)
     with staged_directory(out_dir, overwrite=overwrite) as stage:
         image_graph = _image_graph_module(parts)
@@ -223,6 +252,20 @@ def export_bundle(
             bar.update()
 
         graphs: dict[str, Any] = {"image": {**_io_spec(stage / "image.onnx"), "variants": image_variants}}
+
+        # Small graphs for queries that do not start from pixels: text features through the
+        # head (text search), and edited concept activations to a latent (concept edits).
+        rng = np.random.default_rng(0)
+        feats = np.concatenate([ref[2], ref[2][::-1] * rng.uniform(0.5, 2.0, (len(ref[2]), 1))]).astype(np.float32)
+        graphs["head"] = _export_checked(parts.head_module, feats, stage / "head.onnx",
+                                         HEAD_INPUT, HEAD_OUTPUTS, opset)
+        latent_module = _latent_module(parts)
+        if latent_module is not None:
+            edited = ref[0] + rng.normal(0, 1.0, ref[0].shape) * (rng.random(ref[0].shape) < 0.2)
+            acts = np.concatenate([ref[0], edited]).astype(np.float32)
+            graphs["latent"] = _export_checked(latent_module, acts, stage / "latent.onnx",
+                                               LATENT_INPUT, LATENT_OUTPUTS, opset)
+        bar.update()
         tokenizer: dict[str, Any] | None = None
         if parts.text_module is not None:
             from ceir_onnx.runtime.tokenizer import ClipTokenizer
@@ -296,6 +339,7 @@ def parts_from_model(model: Any) -> ExportParts:
         preprocess=backbone.preprocess_config(),
         tokenizer_info=backbone.tokenizer_info(),
         text_module=modules.get("text"),
+        latent_module=model.latent_model.encoder_module(),
         model_info=info,
     )
 

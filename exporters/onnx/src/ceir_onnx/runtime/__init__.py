@@ -3,6 +3,8 @@
     from ceir_onnx.runtime import Runtime
     rt = Runtime("bundle/", providers="auto", precision="fp32", threads=4, batch_size=32)
     latents = rt.embed("photos/")                    # (N, L) latent means
+    concepts, latents = rt.encode_texts(["a striped cat"])   # text through the concept head
+    latents = rt.concept_vector(edited_concepts)     # z-scored concepts (N, C) -> latents
     for e in rt.explain("photos/cat.jpg"): print(e.top)
     index = rt.index("photos/")                      # exact search over latents
     scores, rows = rt.search(index, "query.jpg", k=5)
@@ -37,6 +39,8 @@ from ceir_sdk.errors import BadInputError, IncompatibleFileError
 __all__ = ["Embeddings", "ExactIndex", "Explanation", "ProviderWarning", "Runtime"]
 
 OUTPUTS = ("latent", "concepts", "both", "all")
+#: rows per run of the small head and latent graphs (they are cheap; this bounds memory)
+SMALL_GRAPH_BATCH = 8192
 SPACES = {"latent": "latent", "concepts": "concepts", "clip": "image_features"}
 
 
@@ -107,6 +111,7 @@ class Runtime:
         self.image_session = self._session(variants[precision]["file"])
         self.providers: list[str] = list(self.image_session.get_providers())
         self._text_session: Any = None
+        self._sessions: dict[str, Any] = {}
         self._tokenizer: ClipTokenizer | None = None
 
     # -- sessions --------------------------------------------------------------------
@@ -134,6 +139,19 @@ class Runtime:
                 raise BadInputError("this bundle was exported without a text graph; text queries need one")
             self._text_session = self._session(graphs["text"]["variants"]["fp32"]["file"])
         return self._text_session
+
+    def _graph_session(self, name: str, purpose: str) -> Any:
+        """The fp32 session of an optional graph, created on first use. Bundles written before
+        the graph existed still load; only the method that needs it fails, saying why."""
+        if name not in self._sessions:
+            graphs = self.manifest["graphs"]
+            if name not in graphs:
+                raise BadInputError(
+                    f"this bundle ({self.root}) has no {name!r} graph, needed for {purpose}; it was "
+                    "exported by an older ceir-onnx: re-export it with `ceir export onnx MODEL_DIR OUT_DIR`"
+                )
+            self._sessions[name] = self._session(graphs[name]["variants"]["fp32"]["file"])
+        return self._sessions[name]
 
     @property
     def tokenizer(self) -> ClipTokenizer:
@@ -236,6 +254,48 @@ class Runtime:
         out = [self.text_session.run(None, {"tokens": tokens[i : i + self.batch_size]})[0]
                for i in range(0, len(tokens), self.batch_size)]
         return np.concatenate(out).astype(np.float32)
+
+    def encode_features(self, features: np.ndarray, *, output: str = "both") -> Any:
+        """Backbone features (N, D) through the concept head, like ``CEIRModel.encode_features``:
+        "latent" (N, L), "concepts" (N, C) or "both" (concepts, latent)."""
+        if output not in ("latent", "concepts", "both"):
+            raise BadInputError(f"output must be 'latent', 'concepts' or 'both'; got {output!r}")
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        dim = int(self.manifest["embed_dim"])
+        if x.ndim != 2 or x.shape[1] != dim or len(x) == 0:
+            raise BadInputError(f"features must be a non-empty (N, {dim}) float array; got shape {x.shape}")
+        session = self._graph_session("head", "text queries and features")
+        outs = [session.run(None, {"features": x[i : i + SMALL_GRAPH_BATCH]})
+                for i in range(0, len(x), SMALL_GRAPH_BATCH)]
+        concepts = np.concatenate([o[0] for o in outs]).astype(np.float32)
+        latent = np.concatenate([o[1] for o in outs]).astype(np.float32)
+        if output == "latent":
+            return latent
+        if output == "concepts":
+            return concepts
+        return concepts, latent
+
+    def encode_texts(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(z-scored concept activations (N, C), latents (N, L)) of texts: the text graph,
+        then the concept head, as the torch model does for text queries."""
+        return self.encode_features(self.embed_texts(texts), output="both")  # type: ignore[no-any-return]
+
+    def concept_vector(self, activations: np.ndarray) -> np.ndarray:
+        """Latents (N, L) of z-scored concept activations (N, C) (or one row (C,)): the latent
+        model's encoder alone, used to search with edited concepts."""
+        a = np.asarray(activations, dtype=np.float32)
+        a = a[None, :] if a.ndim == 1 else a
+        if a.ndim != 2 or a.shape[1] != len(self.concepts) or len(a) == 0:
+            raise BadInputError(
+                f"activations must be (N, {len(self.concepts)}) for this bundle's concepts; got shape {a.shape}"
+            )
+        if not np.isfinite(a).all():
+            raise BadInputError("activations contain NaN or infinite values")
+        a = np.ascontiguousarray(a)
+        session = self._graph_session("latent", "concept edits (concepts to latent)")
+        outs = [session.run(None, {"concepts": a[i : i + SMALL_GRAPH_BATCH]})[0]
+                for i in range(0, len(a), SMALL_GRAPH_BATCH)]
+        return np.concatenate(outs).astype(np.float32)
 
     def concept_similarity(self, images: Any, texts: Sequence[str]) -> np.ndarray:
         """Open-world concepts: cosine of each image to each text (N, len(texts))."""

@@ -1,0 +1,89 @@
+"""The head and latent graphs: text queries and concept edits without torch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from ceir_onnx.bundle import MANIFEST, file_entry
+from ceir_onnx.runtime import Runtime
+
+from ceir_sdk.errors import BadInputError
+
+
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_head_and_latent_graphs_match_torch(tiny: Any, bundle: Path, batch: int) -> None:
+    parts, _ = tiny
+    rt = Runtime(bundle, providers="cpu")
+    feats = np.random.default_rng(batch).normal(size=(batch, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref_c, ref_l = (t.numpy() for t in parts.head_module(torch.from_numpy(feats)))
+        edited = ref_c.copy()
+        edited[:, 2] = 3.0  # a concept raised, as an edit does
+        ref_edit = parts.head_module.latent(torch.from_numpy(edited)).numpy()
+    c, lat = rt.encode_features(feats)
+    assert c.shape == (batch, 10) and lat.shape == (batch, 8)
+    assert np.abs(c - ref_c).max() <= 1e-4
+    assert np.abs(lat - ref_l).max() <= 1e-4
+    assert np.abs(rt.concept_vector(edited) - ref_edit).max() <= 1e-4
+    # the unedited activations map back to the latents the head gives
+    assert np.abs(rt.concept_vector(c) - lat).max() <= 1e-4
+
+
+def test_encode_texts_is_text_graph_then_head(tiny: Any, bundle: Path) -> None:
+    parts, clip = tiny
+    rt = Runtime(bundle, providers="cpu")
+    texts = ["striped fur", "a runway at night"]
+    with torch.no_grad():
+        ref_c, ref_l = (t.numpy() for t in parts.head_module(clip.encode_text(open_clip.tokenize(texts))))
+    c, lat = rt.encode_texts(texts)
+    assert np.abs(c - ref_c).max() <= 1e-4 and np.abs(lat - ref_l).max() <= 1e-4
+    one_c, _ = rt.encode_texts("striped fur")
+    assert one_c.shape == (1, 10)
+
+
+def test_manifest_lists_query_graphs(bundle: Path) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    head, latent = manifest["graphs"]["head"], manifest["graphs"]["latent"]
+    assert [i["name"] for i in head["inputs"]] == ["features"]
+    assert [o["name"] for o in head["outputs"]] == ["concepts", "latent"]
+    assert isinstance(head["inputs"][0]["shape"][0], str)  # dynamic batch
+    assert [i["name"] for i in latent["inputs"]] == ["concepts"] and latent["inputs"][0]["shape"][1] == 10
+    assert latent["variants"]["fp32"]["agreement_to_torch"]["latent"]["max_abs_diff"] <= 1e-4
+    assert {"head.onnx", "latent.onnx"} <= set(manifest["files"])
+
+
+def test_bad_query_input(bundle: Path) -> None:
+    rt = Runtime(bundle, providers="cpu")
+    with pytest.raises(BadInputError, match=r"\(N, 10\)"):
+        rt.concept_vector(np.zeros((2, 9), np.float32))
+    with pytest.raises(BadInputError, match="NaN"):
+        rt.concept_vector(np.full((1, 10), np.nan, np.float32))
+    with pytest.raises(BadInputError, match=r"\(N, 32\)"):
+        rt.encode_features(np.zeros((2, 31), np.float32))
+
+
+def test_older_bundle_without_query_graphs_still_loads(bundle: Path, tmp_path: Path) -> None:
+    """A bundle written before the head/latent graphs existed: images work, the new methods
+    fail with a message that says to re-export."""
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    manifest = json.loads((old / MANIFEST).read_text())
+    for name in ("head", "latent"):
+        del manifest["graphs"][name]
+        del manifest["files"][f"{name}.onnx"]
+        (old / f"{name}.onnx").unlink()
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    rt = Runtime(old, providers="cpu")
+    assert rt.embed(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 8)
+    with pytest.raises(BadInputError, match="no 'head' graph.*re-export"):
+        rt.encode_texts(["striped fur"])
+    with pytest.raises(BadInputError, match="no 'latent' graph.*re-export"):
+        rt.concept_vector(np.zeros((1, 10), np.float32))
+    assert file_entry(old / "image.onnx")["sha256"] == manifest["files"]["image.onnx"]["sha256"]
