@@ -82,8 +82,8 @@ def test_older_bundle_without_query_graphs_still_loads(bundle: Path, tmp_path: P
     (old / MANIFEST).write_text(json.dumps(manifest))
     rt = Runtime(old, providers="cpu")
     assert rt.embed(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 8)
-    with pytest.raises(BadInputError, match="no 'head' graph.*re-export"):
+    with pytest.raises(BadInputError, match=r"no 'head' graph.*re-export"):
         rt.encode_texts(["striped fur"])
-    with pytest.raises(BadInputError, match="no 'latent' graph.*re-export"):
+    with pytest.raises(BadInputError, match=r"no 'latent' graph.*re-export"):
         rt.concept_vector(np.zeros((1, 10), np.float32))
     assert file_entry(old / "image.onnx")["sha256"] == manifest["files"]["image.onnx"]["sha256"]

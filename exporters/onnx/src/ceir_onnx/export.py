@@ -90,6 +90,8 @@ def _export_graph(module: Any, example: Any, path: Path, input_name: str, output
             opset_version=opset,
             verbose=False,
         )
+    if program is None:  # only when an output file is given, which we never do
+        raise RuntimeError("torch.onnx.export returned no program")
     model = program.model_proto
     model.producer_name = "ceir-onnx"
     onnx.save(model, str(path))

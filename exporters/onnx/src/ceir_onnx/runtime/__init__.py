@@ -278,7 +278,8 @@ class Runtime:
     def encode_texts(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(z-scored concept activations (N, C), latents (N, L)) of texts: the text graph,
         then the concept head, as the torch model does for text queries."""
-        return self.encode_features(self.embed_texts(texts), output="both")  # type: ignore[no-any-return]
+        concepts, latent = self.encode_features(self.embed_texts(texts), output="both")
+        return concepts, latent
 
     def concept_vector(self, activations: np.ndarray) -> np.ndarray:
         """Latents (N, L) of z-scored concept activations (N, C) (or one row (C,)): the latent

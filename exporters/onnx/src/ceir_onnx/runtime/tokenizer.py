@@ -12,6 +12,7 @@ import html
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import regex
@@ -23,7 +24,7 @@ try:  # ftfy repairs mojibake exactly as open_clip does; plain text is unchanged
 except ImportError:  # pragma: no cover - ftfy is a declared dependency
     import unicodedata
 
-    def _fix_text(text: str) -> str:
+    def _fix_text(text: str, config: Any = None, **kwargs: Any) -> str:
         return unicodedata.normalize("NFC", text)
 
 
