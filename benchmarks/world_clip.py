@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "raw_kmeans_world100_20": kmeans_scores(f100, l100, 20, seeds=5),
         "train_seconds": info.get("train_seconds"),
         "train_steps": info.get("steps"),
+        "train_device": info.get("device"),
         "checkpoint_mb": round(Path(ckpt).stat().st_size / 2**20, 2),
         "bench_seconds": round(time.time() - t0, 1),
         "notes": (
