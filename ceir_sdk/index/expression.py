@@ -74,25 +74,29 @@ class ConceptQuery:
         """Scores (N,) and a boolean mask (N,) of items meeting the must / must-not terms.
 
         ``activations`` are z-scored (N, C); a concept counts as present above ``threshold``
-        (a scalar or one value per concept). The score sums weight times activation, with
-        must-not terms subtracted, so stronger evidence ranks first.
+        (a scalar or one value per concept). The score is a fuzzy AND: the weakest weighted
+        margin over the + and - terms (how far above the threshold a + concept is, how far
+        below a - concept is), plus the weighted activations of unsigned terms. Ranking by
+        the weakest margin puts items that clearly meet every constraint first, where a sum
+        would let one very strong concept hide a doubtful one.
         """
         col = {c: i for i, c in enumerate(concepts)}
         thr = np.broadcast_to(np.asarray(threshold, dtype=np.float32), (len(concepts),))
         n = activations.shape[0]
-        score = np.zeros(n, dtype=np.float32)
-        mask = np.ones(n, dtype=bool)
+        margin = np.full(n, np.inf, dtype=np.float32)
+        bonus = np.zeros(n, dtype=np.float32)
         for t in self.terms:
             j = col[t.concept]
             a = activations[:, j]
-            if t.occur == "must_not":
-                score -= t.weight * a
-                mask &= a <= thr[j]
+            if t.occur == "must":
+                margin = np.minimum(margin, t.weight * (a - thr[j]))
+            elif t.occur == "must_not":
+                margin = np.minimum(margin, t.weight * (thr[j] - a))
             else:
-                score += t.weight * a
-                if t.occur == "must":
-                    mask &= a > thr[j]
-        return score, mask
+                bonus += t.weight * a
+        if np.isinf(margin).all():
+            return bonus, np.ones(n, dtype=bool)
+        return margin + bonus, margin > 0
 
 
 def _tokens(text: str) -> list[tuple[str, bool]]:

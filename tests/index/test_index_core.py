@@ -69,7 +69,7 @@ def test_concept_queries_respect_must_and_must_not(collection: dict[str, Any]) -
         assert [c for c, _ in h.concepts] == ["striped", "NOT water", "red fur"]
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
-    best = acts[:, col["striped"]] - acts[:, col["water"]] + 2 * acts[:, col["red fur"]]
+    best = np.minimum(acts[:, col["striped"]], -acts[:, col["water"]]) + 2 * acts[:, col["red fur"]]
     ok = (acts[:, col["striped"]] > 0) & (acts[:, col["water"]] <= 0)
     assert hits[0].id == int(np.flatnonzero(ok)[np.argmax(best[ok])])
 

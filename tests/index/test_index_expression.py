@@ -59,5 +59,10 @@ def test_evaluate_scores_and_masks() -> None:
     q = parse_expression("+a -c 2*b", ["a", "b", "c"])
     score, mask = q.evaluate(acts, ["a", "b", "c"])
     assert mask.tolist() == [True, False, False]
-    np.testing.assert_allclose(score, [2 + 0 + 1, 1 + 0 - 1, -1 + 6 + 2])
+    # weakest margin of the + and - terms, plus the weighted unsigned term
+    np.testing.assert_allclose(score, [min(2, 1) + 0, min(1, -1) + 0, min(-1, 2) + 6])
+    only_soft = parse_expression("a 2*b", ["a", "b", "c"])
+    score, mask = only_soft.evaluate(acts, ["a", "b", "c"])
+    assert mask.all()
+    np.testing.assert_allclose(score, [2, 1, 5])
     assert isinstance(q, ConceptQuery) and q.satisfied_by({"a"}) and not q.satisfied_by({"a", "c"})
