@@ -370,3 +370,13 @@ class OnnxExporter:
 
     def export(self, model_dir: str | Path, out_dir: str | Path, **options: Any) -> Path:
         return export_model_dir(model_dir, out_dir, **{**self.defaults, **options})
+
+    def open(self, bundle_dir: str | Path, **options: Any) -> Any:
+        """Load a bundle with the torch-free runtime, so the core can use one without
+        importing this plugin: ``get_exporter("onnx").open(bundle_dir)``.
+
+        ``options`` go to :class:`ceir_onnx.runtime.Runtime` (precision, providers,
+        threads, batch_size, decode_workers, verify)."""
+        from ceir_onnx.runtime import Runtime
+
+        return Runtime(bundle_dir, **options)

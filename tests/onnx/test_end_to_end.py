@@ -1,0 +1,127 @@
+"""Fitted CEIRModel -> `ceir export onnx --int8` -> torch-free Runtime -> ConceptIndex queries.
+
+A tiny open_clip architecture (registered with open_clip for this test) stands in for the
+world model, so the real backbone, model, CLI, exporter, runtime and index code all run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from onnx_helpers import photo_like
+
+from ceir_sdk import plugins as ceir_plugins
+
+ARCH = "ceir-onnx-e2e-tiny"
+CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+CONCEPTS = ["striped fur", "green grass", "blue water", "a runway", "feathers", "red brick wall",
+            "snow", "a wooden table", "clouds in the sky", "metal wheels", "sand", "leaves"]
+VAE = {"latent_dim": 6, "hidden_dim": 32, "max_epochs": 20, "patience": 5}
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A fitted model saved to disk, its bundle written through the CLI, and held-out images."""
+    import open_clip
+
+    from ceir_sdk.cli.main import build
+    from ceir_sdk.model import CEIRModel
+
+    cfg_dir = tmp_path_factory.mktemp("open_clip_cfg")
+    (cfg_dir / f"{ARCH}.json").write_text(json.dumps(CONFIG))
+    open_clip.add_model_config(cfg_dir)
+
+    host = ceir_plugins.PluginHost()
+    host.load_entry_points(only=["open-clip", "vae", "onnx"])
+    ceir_plugins.reset_host(host)
+    try:
+        backbone = ceir_plugins.get_backbone(f"open-clip:{ARCH}", device="cpu", cache=False)
+        train, held_out = photo_like(48, seed=11), photo_like(17, seed=12)
+        model = CEIRModel(backbone, latent_options=VAE, seed=0)
+        model.fit(train, CONCEPTS, progress=False)
+        model_dir = model.save(tmp_path_factory.mktemp("model") / "model")
+        out = tmp_path_factory.mktemp("bundle") / "bundle"
+
+        cli = build()
+        if "onnx" not in cli.commands["export"].commands:  # built earlier in this session under another host
+            import ceir_onnx.plugin
+
+            ceir_onnx.plugin.register_commands(cli=cli)
+        result = CliRunner().invoke(cli, ["export", "onnx", str(model_dir), str(out), "--int8", "--quiet"])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        runtime = ceir_plugins.get_exporter("onnx").open(out, providers="cpu", precision="fp32")
+        yield {"model": model, "backbone": backbone, "bundle": out, "runtime": runtime, "images": held_out,
+               "cli_output": result.output}
+    finally:
+        ceir_plugins.reset_host(None)
+
+
+def test_cli_bundle_has_all_graphs(fitted: dict[str, Any]) -> None:
+    manifest = json.loads((fitted["bundle"] / "manifest.json").read_text())
+    assert set(manifest["graphs"]) == {"image", "text", "head", "latent"}
+    assert set(manifest["graphs"]["image"]["variants"]) == {"fp32", "int8"}
+    assert manifest["n_concepts"] == len(fitted["model"].concepts) >= len(CONCEPTS) // 2
+    assert "wrote" in fitted["cli_output"]
+
+
+def test_runtime_matches_the_torch_model(fitted: dict[str, Any]) -> None:
+    model, backbone, rt, images = fitted["model"], fitted["backbone"], fitted["runtime"], fitted["images"]
+    from ceir_onnx.runtime import Runtime
+
+    assert isinstance(rt, Runtime) and rt.concepts == model.concepts
+    feats = backbone.encode_images(images, progress=False)
+    ref_c, ref_l = model.encode_features(feats, output="both")
+    for batch in (1, 3, 17):
+        c, lat = rt.embed(images[:batch], output="both")
+        assert np.abs(c - ref_c[:batch]).max() <= 1e-4
+        assert np.abs(lat - ref_l[:batch]).max() <= 1e-4
+    texts = ["striped fur on green grass", "a runway"]
+    tc, tl = model.encode_features(backbone.encode_texts(texts), output="both")
+    c, lat = rt.encode_texts(texts)
+    assert np.abs(c - tc).max() <= 1e-4 and np.abs(lat - tl).max() <= 1e-4
+    assert np.abs(rt.concept_vector(ref_c) - model.latent_model.encode(ref_c)).max() <= 1e-4
+
+    q = Runtime(fitted["bundle"], providers="cpu", precision="int8").embed(images)
+    cos = (q * ref_l).sum(1) / (np.linalg.norm(q, axis=1) * np.linalg.norm(ref_l, axis=1))
+    assert cos.min() >= 0.99
+
+
+def _same_hits(a: list[Any], b: list[Any]) -> None:
+    assert [h.id for h in a] == [h.id for h in b]
+    np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-4, rtol=1e-4)
+    assert [[c for c, _ in h.concepts] for h in a] == [[c for c, _ in h.concepts] for h in b]
+
+
+def test_runtime_drives_a_concept_index(fitted: dict[str, Any]) -> None:
+    from ceir_sdk.index import ConceptIndex
+    from ceir_sdk.index.encoder import ModelEncoder, RuntimeEncoder
+
+    model, backbone, rt = fitted["model"], fitted["backbone"], fitted["runtime"]
+    gallery = photo_like(40, seed=21)
+    acts, lat = model.encode_features(backbone.encode_images(gallery, progress=False), output="both")
+    index = ConceptIndex.build(lat, acts, model.concepts, progress=False, tune=False)
+    onnx_enc, torch_enc = RuntimeEncoder(rt), ModelEncoder(model)
+
+    for text in ("striped fur", "blue water under clouds in the sky"):
+        _same_hits(index.search_text(text, k=5, encoder=onnx_enc)[0],
+                   index.search_text(text, k=5, encoder=torch_enc)[0])
+    add, remove = [model.concepts[0]], [model.concepts[-1]]
+    edited = index.search_like(3, k=5, add=add, remove=remove, encoder=onnx_enc)
+    _same_hits(edited, index.search_like(3, k=5, add=add, remove=remove, encoder=torch_enc))
+    assert 3 not in [h.id for h in edited]
+    # the edit changed the query: raising one concept and lowering another moves the latent
+    plain = index.search_like(3, k=5, encoder=onnx_enc)
+    assert [h.id for h in plain] != [h.id for h in edited] or not np.allclose(
+        [h.score for h in plain], [h.score for h in edited])
+    # images through the runtime land where the torch model put them
+    hits = index.search_images([gallery[7]], k=1, encoder=onnx_enc)[0]
+    assert hits[0].id == 7
