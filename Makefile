@@ -12,7 +12,7 @@ PROJECT_FILES := pyproject.toml requirements-dev.txt $(CONSTRAINTS) \
 	$(wildcard plugins/*/pyproject.toml exporters/*/pyproject.toml tests/plugin_fixtures/*/pyproject.toml)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: venv demo test lint typecheck pytest bench bench-quick clean
+.PHONY: venv browser demo test lint typecheck pytest bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -35,7 +35,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+# The report test opens the demo's HTML in Debian's headless Chromium (no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install it (apt-get install chromium) for the report test"; fi; }
+
+pytest: $(STAMP) browser
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest
