@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     from ceir_sdk.plugins import get_backbone
 
     seeds = (0, 1) if args.quick else (0, 1, 2, 3, 4)
-    n_train, n_test = (2000, 1000) if args.quick else (20_000, 5_000)
+    n_train, n_test = (2000, 1000) if args.quick else (10_000, 5_000)
     result: dict[str, Any] = {
         "benchmark": "cluster", "quick": args.quick, "protocol": "fit on train (validation carved from train), "
         "evaluate on test once; seeds for model and k-means; k = number of classes; k-means: faiss, 10 restarts",

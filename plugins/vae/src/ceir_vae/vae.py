@@ -34,6 +34,9 @@ class VAEConfig:
     # Intra-op threads while fitting. Batches of 256 x C are too small for a thread pool to pay
     # off: on a loaded 2-core machine one thread ran an epoch 9x faster than two.
     threads: int | None = 1
+    # Learn one likelihood variance per input concept (else unit variance, i.e. plain MSE).
+    # Concepts the latent cannot predict (noise) then get a large variance and little say.
+    learn_variance: bool = False  # measured on world10: hurts clustering (NMI 0.62 -> 0.42)
 
 
 class _Encoder(nn.Module):
@@ -70,6 +73,7 @@ class _Decoder(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(latent, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
         )
+        self.log_var = nn.Parameter(torch.zeros(out_dim))  # fixed at 0 unless learn_variance
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)  # type: ignore[no-any-return]
@@ -78,12 +82,13 @@ class _Decoder(nn.Module):
 def _loss(
     enc: _Encoder, dec: _Decoder, x: torch.Tensor, kl_weight: float, eps: torch.Tensor | None
 ) -> torch.Tensor:
-    """Negative ELBO per example: unit-variance Gaussian likelihood + weighted KL."""
+    """Negative ELBO per example: Gaussian likelihood (per-concept variance) + weighted KL."""
     mean, logvar = enc(x)
     logvar = logvar.clamp(-20.0, 10.0)
     z = mean if eps is None else mean + eps * torch.exp(0.5 * logvar)
     recon = dec(z)
-    rec = 0.5 * ((recon - x) ** 2).sum(dim=1)
+    lv = dec.log_var.clamp(-6.0, 4.0)
+    rec = 0.5 * (((recon - x) ** 2) * torch.exp(-lv) + lv).sum(dim=1)
     kl = 0.5 * (mean**2 + logvar.exp() - 1.0 - logvar).sum(dim=1)
     return (rec + kl_weight * kl).mean()
 
@@ -144,7 +149,8 @@ class VAELatentModel:
             self._build(xs.shape[1])
         enc, dec = self._enc, self._dec
         assert enc is not None and dec is not None
-        params = list(enc.parameters()) + list(dec.parameters())
+        dec.log_var.requires_grad_(cfg.learn_variance)
+        params = [p for p in (*enc.parameters(), *dec.parameters()) if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         best = math.inf
         best_state: tuple[dict[str, Any], dict[str, Any]] | None = None
