@@ -132,3 +132,23 @@ def test_bad_inputs_get_clear_errors(tiny_bundle: Path, tmp_path: Path) -> None:
         embed_collection(tmp_path / "t.parquet", tmp_path / "o", bundle=tiny_bundle)
     with pytest.raises(BadInputError, match="exactly one"):
         embed_collection(tmp_path / "t.parquet", tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_cli_scale_embed_then_rerun_resumes(ray_local: Any, tiny_bundle: Path, world_images: Path,
+                                            reference: dict[str, Any], tmp_path: Path) -> None:
+    from ceir_ray.cli import embed_command
+    from click.testing import CliRunner
+
+    out = tmp_path / "shards"
+    args = [str(world_images), str(out), "--bundle", str(tiny_bundle), "--shard-size", "1000", "--quiet"]
+    first = CliRunner().invoke(embed_command, args)
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.output)
+    assert report["shards_written"] == 2 and report["rows_embedded"] == len(reference["ids"])
+    np.testing.assert_allclose(column_matrix(_check_complete(out, len(reference["ids"])), "latent"),
+                               reference["latent"], rtol=0, atol=1e-6)
+    again = CliRunner().invoke(embed_command, args)
+    assert again.exit_code == 0 and json.loads(again.output)["shards_skipped"] == 2
+    bad = CliRunner().invoke(embed_command, [*args[:2], "--bundle", str(tmp_path)])
+    assert bad.exit_code != 0 and "not a ceir ONNX bundle" in str(bad.exception)
