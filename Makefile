@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 CONSTRAINTS := constraints/dev.txt
 STAMP := $(VENV)/.ceir-installed
 LOCAL_PACKAGES := . plugins/open-clip plugins/vae plugins/openai plugins/anthropic plugins/static \
-	exporters/onnx tests/plugin_fixtures/ceir-test-plugin tests/plugin_fixtures/ceir-broken-plugin
+	plugins/ray exporters/onnx tests/plugin_fixtures/ceir-test-plugin tests/plugin_fixtures/ceir-broken-plugin
 PROJECT_FILES := pyproject.toml requirements-dev.txt $(CONSTRAINTS) \
 	$(wildcard plugins/*/pyproject.toml exporters/*/pyproject.toml tests/plugin_fixtures/*/pyproject.toml)
 export HF_HUB_OFFLINE := 1

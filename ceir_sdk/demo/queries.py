@@ -1,91 +1,89 @@
-"""The three query kinds of the demo, scored against the world's true concepts."""
+"""The three query kinds of the demo, scored against the world's true concepts.
+
+Queries are chosen from the data so they are selective and readable: a colour and a pattern
+that often occur together (but not everywhere), a scene to exclude, and an edit that swaps an
+item's colour for another colour, CEIR's "label manipulation".
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from itertools import combinations
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 
-def _frequent_pair(concepts: Sequence[str], truths: Sequence[frozenset[str]]) -> tuple[str, str]:
-    """Two model concepts that often occur together, but not everywhere (a selective query)."""
-    known = set(concepts)
-    single = Counter(c for t in truths for c in t if c in known)
+def _pick_pair(first: Sequence[str], second: Sequence[str], truths: Sequence[frozenset[str]]) -> tuple[str, str]:
+    """The most frequent (first-family, second-family) pair present in under half the items."""
     pairs: Counter[tuple[str, str]] = Counter()
     for truth in truths:
-        present = sorted(c for c in truth if c in known)
-        pairs.update(combinations(present, 2))
+        pairs.update((a, b) for a in first if a in truth for b in second if b in truth)
     n = len(truths)
     for (a, b), count in pairs.most_common():
-        if count >= 20 and single[a] < 0.5 * n and single[b] < 0.5 * n:
+        if count < 0.5 * n:
             return a, b
-    a, b = pairs.most_common(1)[0][0]
-    return a, b
+    return pairs.most_common(1)[0][0]
 
 
-def _common_other(concepts: Sequence[str], truths: Sequence[frozenset[str]], exclude: set[str]) -> str:
-    known = set(concepts) - exclude
-    counts = Counter(c for t in truths for c in t if c in known)
+def _most_common(family: Sequence[str], truths: Sequence[frozenset[str]], exclude: set[str]) -> str:
+    counts = Counter(c for t in truths for c in t if c in family and c not in exclude)
     return counts.most_common(1)[0][0]
 
 
-def _describe(hits: Sequence[Any], class_names: Sequence[str]) -> list[dict[str, Any]]:
-    rows = []
-    for hit in hits:
-        fields = hit.fields or {}
-        rows.append({
+def _describe(hits: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
             "id": int(hit.id),
             "score": round(float(hit.score), 4),
-            "class": fields.get("class"),
+            "class": (hit.fields or {}).get("class"),
             "explained_by": [[c, round(float(v), 3)] for c, v in hit.concepts[:4]],
-        })
-    return rows
+        }
+        for hit in hits
+    ]
 
 
 def run_queries(index: Any, concepts: Sequence[str], class_names: Sequence[str], labels: np.ndarray,
-                truths: Sequence[frozenset[str]], k: int = 10) -> dict[str, Any]:
-    a, b = _frequent_pair(concepts, truths)
-    other = _common_other(concepts, truths, {a, b})
+                truths: Sequence[frozenset[str]], families: Mapping[str, Sequence[str]], k: int = 10) -> dict[str, Any]:
+    known = set(concepts)
+    family = {name: [c for c in members if c in known] for name, members in families.items()}
+    colours = family.get("colour") or sorted(known)
+    patterns = [p for p in family.get("pattern", []) if p != "plain"] or sorted(known)
+    scenes = family.get("scene") or sorted(known)
     truth_of = {int(i): truths[int(i)] for i in index.ids}
 
-    text = f"{a} {b}"
+    colour, pattern = _pick_pair(colours, patterns, truths)
+    text = f"{colour} {pattern}"
     text_hits = index.search_text(text, k=k)[0]
-    text_share = float(np.mean([a in truth_of[h.id] or b in truth_of[h.id] for h in text_hits]))
+    text_both = float(np.mean([colour in truth_of[h.id] and pattern in truth_of[h.id] for h in text_hits]))
 
-    expression = f"+{a} +{b} -{other}"
-    expr_hits = index.search_concepts(expression, k=k)
-    expr_precision = float(np.mean([
-        a in truth_of[h.id] and b in truth_of[h.id] and other not in truth_of[h.id] for h in expr_hits
-    ])) if expr_hits else 0.0
+    scene = _most_common(scenes, [t for t in truths if colour in t and pattern in t], set()) if scenes else ""
+    expression = f"+{colour} +{pattern}" + (f" -{scene}" if scene else "")
+    query = index.parse(expression)
+    expr_hits = index.search_concepts(query, k=k)
+    expr_precision = float(np.mean([query.satisfied_by(truth_of[h.id]) for h in expr_hits])) if expr_hits else 0.0
 
-    # Label manipulation: an item showing `a`; remove `a`, add `other`, search again.
-    example = next((int(i) for i in index.ids if a in truth_of[int(i)] and other not in truth_of[int(i)]),
-                   int(index.ids[0]))
+    # Label manipulation: an item of the chosen colour; swap that colour for another one.
+    example = next((i for i in sorted(truth_of) if colour in truth_of[i]), int(index.ids[0]))
+    new_colour = _most_common(colours, truths, exclude={colour}) if len(colours) > 1 else colour
     plain_hits = index.search_like(example, k=k)
-    edited_hits = index.search_like(example, k=k, add=[other], remove=[a])
+    edited_hits = index.search_like(example, k=k, add=[new_colour], remove=[colour])
 
     def share(hits: Sequence[Any], concept: str) -> float:
         return float(np.mean([concept in truth_of[h.id] for h in hits])) if hits else 0.0
 
     return {
-        "text": {"query": text, "share_with_a_query_concept": text_share, "hits": _describe(text_hits, class_names)},
-        "concept_expression": {
-            "query": expression,
-            "precision_at_k": expr_precision,
-            "hits": _describe(expr_hits, class_names),
-        },
+        "text": {"query": text, "share_with_both_concepts": text_both, "hits": _describe(text_hits)},
+        "concept_expression": {"query": expression, "precision_at_k": expr_precision, "hits": _describe(expr_hits)},
         "edited_example": {
             "item": example,
             "item_class": class_names[int(labels[example])],
             "item_true_concepts": sorted(truths[example]),
-            "edit": {"remove": [a], "add": [other]},
-            "before": {"share_removed": share(plain_hits, a), "share_added": share(plain_hits, other),
-                       "hits": _describe(plain_hits, class_names)},
-            "after": {"share_removed": share(edited_hits, a), "share_added": share(edited_hits, other),
-                      "hits": _describe(edited_hits, class_names)},
+            "edit": {"remove": [colour], "add": [new_colour]},
+            "before": {"share_removed": share(plain_hits, colour), "share_added": share(plain_hits, new_colour),
+                       "hits": _describe(plain_hits)},
+            "after": {"share_removed": share(edited_hits, colour), "share_added": share(edited_hits, new_colour),
+                      "hits": _describe(edited_hits)},
         },
         "k": k,
     }

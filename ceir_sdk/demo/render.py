@@ -72,12 +72,13 @@ def build_report(results: dict[str, Any], assets: dict[str, Any]) -> Report:
         section = report.section("Concepts")
         section.add_text(
             f"Source {concepts['source']}: {concepts['raw']} raw concepts, {concepts['after_processing']} after "
-            f"processing, {concepts['kept_by_model']} kept by the bottleneck (visible to the backbone and learnable)."
+            f"processing, {concepts['kept_by_model']} kept by the bottleneck (visible to the backbone and learnable). "
+            f"Near-duplicate and class-name similarity: {concepts.get('similarity', 'default')}."
         )
         step_rows = []
         for step in concepts.get("filter_steps", []):
             if isinstance(step, dict):
-                step_rows.append([step.get("name", "?"), step.get("kept", step.get("after", "")),
+                step_rows.append([step.get("name", "?"), step.get("after", ""),
                                   len(step.get("removed", []) or [])])
         if step_rows:
             section.add(Table(["step", "left", "removed"], step_rows))
@@ -120,8 +121,8 @@ def build_report(results: dict[str, Any], assets: dict[str, Any]) -> Report:
     if queries:
         section = report.section("Search through the runtime and the FAISS ConceptIndex")
         text = queries["text"]
-        section.add_text(f"Text query '{text['query']}': share of top-{queries['k']} results showing a query "
-                         f"concept {text['share_with_a_query_concept']:.2f}.")
+        section.add_text(f"Text query '{text['query']}': share of top-{queries['k']} results showing both "
+                         f"concepts {text['share_with_both_concepts']:.2f}.")
         grid = _hit_grid(text["hits"], images, "text query results")
         if grid:
             section.add(grid)
