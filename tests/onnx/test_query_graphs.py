@@ -87,3 +87,16 @@ def test_older_bundle_without_query_graphs_still_loads(bundle: Path, tmp_path: P
     with pytest.raises(BadInputError, match=r"no 'latent' graph.*re-export"):
         rt.concept_vector(np.zeros((1, 10), np.float32))
     assert file_entry(old / "image.onnx")["sha256"] == manifest["files"]["image.onnx"]["sha256"]
+
+
+def test_int8_graph_keeps_the_head_in_float(bundle: Path) -> None:
+    """The head magnifies feature error (z-scores by a small spread), so int8 leaves it float."""
+    import onnx
+    from ceir_onnx.variants import downstream_nodes
+
+    model = onnx.load(str(bundle / "image.int8.onnx"))
+    head = set(downstream_nodes(model, "image_features"))
+    head_ops = [n.op_type for n in model.graph.node if n.name in head]
+    assert head_ops.count("MatMul") == 3  # bottleneck and both VAE encoder layers
+    assert not {"MatMulInteger", "DynamicQuantizeLinear"} & set(head_ops)
+    assert "MatMulInteger" in {n.op_type for n in model.graph.node if n.name not in head}

@@ -232,10 +232,11 @@ def export_bundle(
             "fp32": {"file": "image.onnx", "intended_for": "CPU and GPU", "agreement_to_torch": parity}
         }
         if int8:
-            quantize_int8(stage / "image.onnx", stage / "image.int8.onnx")
+            quantize_int8(stage / "image.onnx", stage / "image.int8.onnx", keep_float_after="image_features")
             image_variants["int8"] = {
                 "file": "image.int8.onnx",
                 "intended_for": "CPU",
+                "quantized": "backbone MatMul/Gemm (dynamic, per-channel int8 weights); head in float32",
                 "agreement_to_fp32": agreement(
                     fp32_out, run_graph(stage / "image.int8.onnx", {IMAGE_INPUT: pixels}), list(IMAGE_OUTPUTS)
                 ),

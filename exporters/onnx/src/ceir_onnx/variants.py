@@ -13,9 +13,34 @@ from typing import Any
 import numpy as np
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
+def downstream_nodes(model: Any, tensor: str) -> list[str]:
+    """Names of the nodes that read ``tensor`` directly or through other nodes."""
+    reached, found = {tensor}, set()
+    grew = True
+    while grew:  # to a fixed point: rewritten graphs are not always stored in order
+        grew = False
+        for n, node in enumerate(model.graph.node):
+            if n not in found and any(i in reached for i in node.input):
+                found.add(n)
+                reached.update(node.output)
+                grew = True
+    return [node.name for n, node in enumerate(model.graph.node) if n in found and node.name]
+
+
+def quantize_int8(src: Path, dst: Path, *, keep_float_after: str | None = None) -> None:
+    """Dynamic int8 quantization of MatMul/Gemm; nodes after ``keep_float_after`` stay float.
+
+    The CEIR head z-scores concept activations by their (small) training spread, so it
+    magnifies any error in the backbone features; quantizing the head as well adds error
+    where it costs most and saves almost no time, so the head is left in float.
+    """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    exclude = downstream_nodes(onnx.load(str(src), load_external_data=False), keep_float_after) \
+        if keep_float_after else []
+    # The quantizer first rewrites each Gemm as MatMul (named "<gemm>_MatMul") + Add.
+    exclude += [f"{name}_MatMul" for name in exclude]
     # MatMul/Gemm carry almost all the weights and time of a ViT; per-channel keeps the
     # error of randomly scaled rows small. Attention and LayerNorm stay in float.
     quantize_dynamic(
@@ -24,6 +49,7 @@ def quantize_int8(src: Path, dst: Path) -> None:
         weight_type=QuantType.QInt8,
         per_channel=True,
         op_types_to_quantize=["MatMul", "Gemm"],
+        nodes_to_exclude=exclude,
     )
 
 
@@ -32,7 +58,9 @@ def convert_fp16(src: Path, dst: Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(src))
-    # keep_io_types: callers still pass and receive float32; casts sit at the edges.
+    # keep_io_types: callers still pass and receive float32; casts sit at the edges. (Its
+    # node_block_list cannot keep the head in float32: it puts float16 casts between blocked
+    # nodes, so the whole graph is converted.)
     half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
     _toposort(half.graph)  # the converter appends its input casts last; onnx.checker requires order
     onnx.save(half, str(dst))
