@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -244,6 +245,7 @@ def main() -> None:
         met = None if value is None else (value >= bar if op == ">=" else value <= bar)
         results["figures"][name] = {"value": None if value is None else float(f"{float(value):.4g}"),
                                     "bar": f"{op} {bar}", "met": met}
+    shutil.rmtree(tmp, ignore_errors=True)  # several hundred MB of graphs
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["figures"], indent=2))
