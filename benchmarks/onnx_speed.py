@@ -116,7 +116,33 @@ def world_int8(tmp: Path, n_train: int, n_test: int) -> dict[str, Any]:
         "concepts_min_cosine": a["concepts"]["min_cosine"],
         "image_features_min_cosine": a["image_features"]["min_cosine"],
         "value": min(a["latent"]["min_cosine"], a["concepts"]["min_cosine"]),
+        "keeping_more_in_float": float_share_sweep(out, list(test)),
     }
+
+
+def float_share_sweep(bundle: Path, images: list[Any]) -> list[dict[str, Any]]:
+    """How the agreement grows as more of the last backbone MatMuls stay in float (the
+    exporter stops at the first count that meets its target; this shows the whole curve)."""
+    import onnx
+    from ceir_onnx.export import AGREEMENT_BATCH
+    from ceir_onnx.runtime import Runtime
+    from ceir_onnx.variants import agreement, backbone_matmuls, quantize_int8, run_graph
+
+    src = bundle / "image.onnx"
+    matmuls = backbone_matmuls(onnx.load(str(src), load_external_data=False), "image_features")
+    pixels = Runtime(bundle, providers="cpu", verify=False).preprocess(images)
+    ref = run_graph(src, {"pixels": pixels})
+    rows = []
+    for share in (0.0, 0.25, 0.5, 0.75):
+        k = round(share * len(matmuls))
+        dst = bundle.parent / f"image.int8.float{k}.onnx"
+        quantize_int8(src, dst, keep_float_after="image_features", keep_float=matmuls[len(matmuls) - k:])
+        out = run_graph(dst, {"pixels": pixels}, batch_size=AGREEMENT_BATCH)
+        a = agreement(ref, out, ["concepts", "latent", "image_features"])
+        rows.append({"backbone_weight_matmuls_kept_float": f"last {k} of {len(matmuls)}",
+                     **{f"{name}_min_cosine": v["min_cosine"] for name, v in a.items()}})
+        dst.unlink()
+    return rows
 
 
 def _sha256(path: Path) -> str:

@@ -100,3 +100,25 @@ def test_int8_graph_keeps_the_head_in_float(bundle: Path) -> None:
     assert head_ops.count("MatMul") == 3  # bottleneck and both VAE encoder layers
     assert not {"MatMulInteger", "DynamicQuantizeLinear"} & set(head_ops)
     assert "MatMulInteger" in {n.op_type for n in model.graph.node if n.name not in head}
+
+
+def test_int8_keeps_last_backbone_layers_float_until_the_target(tiny: Any, tmp_path: Path) -> None:
+    """An unreachable agreement target keeps float up to half of the backbone's weight MatMuls
+    (the last ones), and the manifest says the target was not met."""
+    import dataclasses
+
+    import onnx
+    from ceir_onnx.export import export_bundle
+    from ceir_onnx.variants import backbone_matmuls
+
+    parts = dataclasses.replace(tiny[0], text_module=None)
+    out = export_bundle(parts, tmp_path / "b", int8=True, int8_min_cosine=1.0 + 1e-9, progress=False)
+    variant = json.loads((out / MANIFEST).read_text())["graphs"]["image"]["variants"]["int8"]
+    matmuls = backbone_matmuls(onnx.load(str(out / "image.onnx")), "image_features")
+    kept = variant["kept_float"]["nodes"]
+    assert variant["target_met"] is False
+    assert 0 < len(kept) <= len(matmuls) // 2 and kept == matmuls[len(matmuls) - len(kept):]
+    quantized = onnx.load(str(out / "image.int8.onnx"))
+    names = {n.name for n in quantized.graph.node}
+    assert all(k in names or f"{k}_MatMul" in names for k in kept)  # still float nodes
+    assert variant["agreement_to_fp32"]["latent"]["min_cosine"] >= 0.99

@@ -13,6 +13,11 @@ import click
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--fp16", is_flag=True, help="Also write a float16 image graph (for GPUs).")
 @click.option("--int8", is_flag=True, help="Also write an int8 dynamically quantized image graph (for CPUs).")
+@click.option(
+    "--int8-min-cosine", default=0.999, show_default=True, type=click.FloatRange(0.0, 1.0),
+    help="int8 target agreement to fp32 (min cosine of latents and concepts on the check images); below it, "
+         "the last backbone layers are kept in float, up to half of them. 0 quantizes the whole backbone.",
+)
 @click.option("--opset", default=18, show_default=True, help="ONNX opset version.")
 @click.option(
     "--check-images",
@@ -22,16 +27,16 @@ import click
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at OUT_DIR.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def onnx_command(
-    model_dir: Path, out_dir: Path, fp16: bool, int8: bool, opset: int, check_images: Path | None,
-    overwrite: bool, quiet: bool,
+    model_dir: Path, out_dir: Path, fp16: bool, int8: bool, int8_min_cosine: float, opset: int,
+    check_images: Path | None, overwrite: bool, quiet: bool,
 ) -> None:
     """Export the fitted model in MODEL_DIR to an ONNX bundle in OUT_DIR."""
     from ceir_onnx.bundle import read_manifest
     from ceir_onnx.export import export_model_dir
 
     out = export_model_dir(
-        model_dir, out_dir, fp16=fp16, int8=int8, opset=opset, overwrite=overwrite,
-        check_images=check_images, progress=not quiet,
+        model_dir, out_dir, fp16=fp16, int8=int8, int8_min_cosine=int8_min_cosine or None, opset=opset,
+        overwrite=overwrite, check_images=check_images, progress=not quiet,
     )
     manifest = read_manifest(out, verify=False)
     summary = {

@@ -7,6 +7,7 @@ outputs kept, for GPUs. Agreement is measured against the fp32 graph on given in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,19 @@ def downstream_nodes(model: Any, tensor: str) -> list[str]:
     return [node.name for n, node in enumerate(model.graph.node) if n in found and node.name]
 
 
-def quantize_int8(src: Path, dst: Path, *, keep_float_after: str | None = None) -> None:
-    """Dynamic int8 quantization of MatMul/Gemm; nodes after ``keep_float_after`` stay float.
+def backbone_matmuls(model: Any, head_input: str) -> list[str]:
+    """Names of the MatMul/Gemm nodes with weights that run before ``head_input``, in order."""
+    head = set(downstream_nodes(model, head_input))
+    weights = {t.name for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.name and n.name not in head
+            and n.op_type in ("MatMul", "Gemm") and any(i in weights for i in n.input)]
+
+
+def quantize_int8(
+    src: Path, dst: Path, *, keep_float_after: str | None = None, keep_float: Sequence[str] = ()
+) -> None:
+    """Dynamic int8 quantization of MatMul/Gemm; nodes after ``keep_float_after`` and the
+    nodes named in ``keep_float`` stay float.
 
     The CEIR head z-scores concept activations by their (small) training spread, so it
     magnifies any error in the backbone features; quantizing the head as well adds error
@@ -39,6 +51,7 @@ def quantize_int8(src: Path, dst: Path, *, keep_float_after: str | None = None) 
 
     exclude = downstream_nodes(onnx.load(str(src), load_external_data=False), keep_float_after) \
         if keep_float_after else []
+    exclude += list(keep_float)
     # The quantizer first rewrites each Gemm as MatMul (named "<gemm>_MatMul") + Add.
     exclude += [f"{name}_MatMul" for name in exclude]
     # MatMul/Gemm carry almost all the weights and time of a ViT; per-channel keeps the
@@ -93,7 +106,13 @@ def cpu_safe_level(precision: str, providers: list[str]) -> Any:
     return ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
-def run_graph(path: Path, feeds: dict[str, np.ndarray], providers: list[str] | None = None) -> list[np.ndarray]:
+def run_graph(
+    path: Path, feeds: dict[str, np.ndarray], providers: list[str] | None = None, *, batch_size: int | None = None
+) -> list[np.ndarray]:
+    """Run a graph on CPU (by default); ``batch_size`` splits the (single) input into batches.
+
+    Dynamic int8 scales activations per tensor, so one batch's outputs depend on what else is
+    in it: agreement is measured in the batches the runtime uses."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -101,7 +120,11 @@ def run_graph(path: Path, feeds: dict[str, np.ndarray], providers: list[str] | N
     providers = providers or ["CPUExecutionProvider"]
     options.graph_optimization_level = cpu_safe_level("fp16" if ".fp16." in path.name else "fp32", providers)
     session = ort.InferenceSession(str(path), options, providers=providers)
-    return [np.asarray(o, dtype=np.float32) for o in session.run(None, feeds)]
+    if batch_size is None or len(feeds) != 1:
+        return [np.asarray(o, dtype=np.float32) for o in session.run(None, feeds)]
+    (name, x), = feeds.items()
+    parts = [session.run(None, {name: x[i : i + batch_size]}) for i in range(0, len(x), batch_size)]
+    return [np.concatenate([np.asarray(p[j], dtype=np.float32) for p in parts]) for j in range(len(parts[0]))]
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
