@@ -1,12 +1,14 @@
 """The bundled offline model "ceir-world": a small CLIP trained on ceir_sdk.worlds.
 
-Files next to this module: ``ceir-world.json`` (an open_clip model config) and
-``ceir-world.safetensors`` (fp32 weights written by scripts/train_world_clip.py; the committed
-ones by ``--steps 3000 --device cuda --workers 7``, see training_info.json). Load with::
+Files next to this module: ``ceir-world.json`` (an open_clip model config: a small
+ModifiedResNet image tower and a 2-layer text transformer) and ``ceir-world.safetensors``
+(float16 weights written by scripts/train_world_clip.py with its default CPU recipe; the run's
+wall time, device and the machine's load average are in training_info.json). Load with::
 
     register_with_open_clip()
     model, _, preprocess = open_clip.create_model_and_transforms(
         WORLD_MODEL_NAME, pretrained=str(checkpoint_path()))
+    model.eval()  # the image tower has BatchNorm: train mode would use batch statistics
 """
 
 from __future__ import annotations
