@@ -105,13 +105,16 @@ def world_int8(tmp: Path, n_train: int, n_test: int) -> dict[str, Any]:
     model.save(tmp / "world-model")
     out = export_model_dir(tmp / "world-model", tmp / "world-bundle", int8=True, check_images=list(test),
                            progress=False)
-    a = json.loads((out / "manifest.json").read_text())["graphs"]["image"]["variants"]["int8"]["agreement_to_fp32"]
+    variant = json.loads((out / "manifest.json").read_text())["graphs"]["image"]["variants"]["int8"]
+    a = variant["agreement_to_fp32"]
     return {
         "status": "ok",
         "checkpoint_sha256": _sha256(Path(ckpt)),
         "model": f"CEIRModel fitted on {len(train)} world10 train images: ceir-world backbone, "
                  f"{len(model.concepts)} oracle concepts kept, VAE latent {model.latent_model.latent_dim}",
-        "images": f"{len(test)} world10 test images",
+        "images": f"{len(test)} world10 test images, in batches of 32",
+        "kept_float_by_exporter": variant["kept_float"]["backbone_weight_matmuls"],
+        "exporter_target": variant["target_min_cosine"],
         "latent_min_cosine": a["latent"]["min_cosine"],
         "concepts_min_cosine": a["concepts"]["min_cosine"],
         "image_features_min_cosine": a["image_features"]["min_cosine"],
@@ -263,6 +266,8 @@ def main() -> None:
                        "can gain a few percent at most",
         },
         "int8_agreement_random_weights": manifest["graphs"]["image"]["variants"]["int8"]["agreement_to_fp32"],
+        "int8_kept_float_random_weights": manifest["graphs"]["image"]["variants"]["int8"]["kept_float"][
+            "backbone_weight_matmuls"],
         "int8_world_model": world,
         "figures": {},
     }
