@@ -7,7 +7,12 @@ world model, so the real backbone, model, CLI, exporter, runtime and index code 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -125,3 +130,49 @@ def test_runtime_drives_a_concept_index(fitted: dict[str, Any]) -> None:
     # images through the runtime land where the torch model put them
     hits = index.search_images([gallery[7]], k=1, encoder=onnx_enc)[0]
     assert hits[0].id == 7
+
+
+def test_index_queries_where_torch_cannot_be_imported(fitted: dict[str, Any], tmp_path: Path) -> None:
+    """The bundle, opened through the exporter registry, answers index queries in an
+    interpreter where importing torch raises; results equal the torch model's."""
+    from ceir_sdk.index import ConceptIndex
+    from ceir_sdk.index.encoder import ModelEncoder
+
+    model, backbone = fitted["model"], fitted["backbone"]
+    acts, lat = model.encode_features(backbone.encode_images(photo_like(30, seed=31), progress=False),
+                                      output="both")
+    np.savez(tmp_path / "gallery.npz", acts=acts, lat=lat)
+    index = ConceptIndex.build(lat, acts, model.concepts, progress=False, tune=False)
+    add, remove = [model.concepts[1]], [model.concepts[2]]
+    ref_text = index.search_text("green grass", k=4, encoder=ModelEncoder(model))[0]
+    ref_like = index.search_like(5, k=4, add=add, remove=remove, encoder=ModelEncoder(model))
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "open_clip", "torchvision") or name == "ceir_sdk.model":
+                    raise ImportError(f"blocked import of {{name}}")
+                return None
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        import ceir_sdk
+        from ceir_sdk.index import ConceptIndex
+        from ceir_sdk.index.encoder import RuntimeEncoder
+        rt = ceir_sdk.get_exporter("onnx").open({str(fitted["bundle"])!r}, providers="cpu")
+        g = np.load({str(tmp_path / "gallery.npz")!r})
+        index = ConceptIndex.build(g["lat"], g["acts"], rt.concepts, progress=False, tune=False,
+                                   encoder=RuntimeEncoder(rt))
+        text = index.search_text("green grass", k=4)[0]
+        like = index.search_like(5, k=4, add={add!r}, remove={remove!r})
+        assert not any(m.split(".")[0] in ("torch", "open_clip") for m in sys.modules)
+        print(json.dumps({{"text": [[h.id, h.score] for h in text], "like": [[h.id, h.score] for h in like]}}))
+        """
+    )
+    env = {**os.environ, "CEIR_LOAD_PLUGINS": "onnx"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, ref in (("text", ref_text), ("like", ref_like)):
+        assert [i for i, _ in got[name]] == [h.id for h in ref]
+        np.testing.assert_allclose([s for _, s in got[name]], [h.score for h in ref], atol=1e-4, rtol=1e-4)
