@@ -139,9 +139,10 @@ def cluster_name_accuracy(model: Any, features: np.ndarray, labels: np.ndarray, 
 
 
 def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], include_class_names: bool,
-               n_explain: int) -> dict[str, Any]:
+               n_explain: int, descriptive: bool = True) -> dict[str, Any]:
     from ceir_sdk.model.world_concepts import label_information, oracle_concepts
     from ceir_sdk.worlds import World
+    from ceir_sdk.worlds.descriptions import description_parts, expand_truth
 
     out: dict[str, Any] = {}
     for domain in WORLD_DOMAINS:
@@ -149,12 +150,16 @@ def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], i
         world = World(domain, image_size=32, seed=0)
         x_tr, _, _ = _world_features(backbone, world, "train", n_train)
         x_te, y_te, truth = _world_features(backbone, world, "test", n_test)
-        concepts = oracle_concepts(world, include_class_names=include_class_names)
+        # descriptive concepts ("red dotted") are true where all their parts are
+        parts = description_parts(world)
+        truth = [expand_truth(frozenset(t), parts) for t in truth]
+        concepts = oracle_concepts(world, include_class_names=include_class_names, descriptive=descriptive)
         report, models = evaluate_protocol(x_tr, x_te, y_te, concepts, k=world.num_classes, backbone=backbone,
                                            seeds=seeds)
         report["explain_precision_at_5"] = explain_precision_at_5(models[0], x_te[:n_explain], truth[:n_explain])
         report["cluster_name_accuracy"] = cluster_name_accuracy(models[0], x_te, y_te, truth, world.num_classes)
         report["label_information"] = label_information(include_class_names=include_class_names)
+        report["concept_set"] = {"n_given": len(concepts), "descriptive_phrases": descriptive}
         report["n_train"], report["n_test"], report["k"] = n_train, n_test, world.num_classes
         report["seconds"] = time.perf_counter() - t0
         out[domain] = report
@@ -284,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--backbone", default="open-clip:ceir-world")
     parser.add_argument("--include-class-names", action="store_true")
+    parser.add_argument("--atomic-concepts", action="store_true",
+                        help="single attributes only, without the LLM-like descriptions ('red dotted')")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--concepts-dir", type=Path, default=None, help="concept files NAME.txt for CIFAR/STL")
     args = parser.parse_args(argv)
@@ -301,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backbone = get_backbone(args.backbone)
         result.update(run_worlds(backbone, n_train, n_test, seeds, args.include_class_names,
-                                 n_explain=200 if args.quick else 500))
+                                 n_explain=200 if args.quick else 500, descriptive=not args.atomic_concepts))
         w10 = result["world10"]
         result["explain_precision_at_5"] = w10["explain_precision_at_5"]["present"]
         result["explain_precision_at_5_any_sign"] = w10["explain_precision_at_5"]["any_sign"]

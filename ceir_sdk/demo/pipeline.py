@@ -97,6 +97,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     from ceir_sdk.plugins import get_backbone, get_concept_source, get_exporter
     from ceir_sdk.report.html import atomic_write_text
     from ceir_sdk.worlds import World
+    from ceir_sdk.worlds.descriptions import description_parts, expand_truth
 
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     class_names = list(world.class_names)
     train = _draw(world, "train", config.n_train)
     test = _draw(world, "test", config.n_test)
+    # Descriptive concepts ("red dotted") are true where all their parts are.
+    parts = description_parts(world)
+    test.concepts = [expand_truth(truth, parts) for truth in test.concepts]
 
     steps.start("encode images")
     backbone = get_backbone(config.backbone)

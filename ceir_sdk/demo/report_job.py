@@ -37,6 +37,7 @@ def run_report(model_dir: Path, dataset: str, out_file: Path, *, count: int = 20
     from ceir_sdk.demo.render import write_report
     from ceir_sdk.model import CEIRModel
     from ceir_sdk.worlds import DOMAINS, World
+    from ceir_sdk.worlds.descriptions import description_parts, expand_truth
 
     model = CEIRModel.load(model_dir)
     true_concepts = None
@@ -54,7 +55,8 @@ def run_report(model_dir: Path, dataset: str, out_file: Path, *, count: int = 20
         class_names = list(world.class_names)
         features = model.backbone.encode_images(pixels, progress=progress)
         thumbnails = pixels
-        true_concepts = truths
+        parts = description_parts(world)
+        true_concepts = [expand_truth(truth, parts) for truth in truths]
     else:
         folder = Path(dataset)
         if not folder.is_dir():

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def oracle_concepts(world: Any, *, include_class_names: bool = False) -> list[str]:
-    """Union over the domain's classes of their features, superclasses and things around.
+def oracle_concepts(world: Any, *, include_class_names: bool = False, descriptive: bool = True) -> list[str]:
+    """Union over the domain's classes of their features, superclasses and things around,
+    plus (``descriptive``) LLM-like descriptions combining each class's attributes.
 
     Class names are left out unless asked for (the reference CEIR code adds them; doing so
     leaks label information into the concept set and must be reported).
@@ -17,6 +18,10 @@ def oracle_concepts(world: Any, *, include_class_names: bool = False) -> list[st
         groups = world.oracle.class_concepts(name)
         for key in ("features", "superclasses", "around"):
             phrases.extend(groups.get(key, []))
+        if descriptive:
+            from ceir_sdk.worlds.descriptions import class_descriptions
+
+            phrases.extend(class_descriptions(world, name))
     lowered = {n.lower() for n in names}
     phrases = [p for p in dict.fromkeys(phrases) if p.lower() not in lowered]
     if include_class_names:

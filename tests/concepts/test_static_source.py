@@ -11,6 +11,7 @@ from ceir_sdk.concepts import ConceptSet
 from ceir_sdk.contracts import ConceptSource
 from ceir_sdk.errors import BadInputError
 from ceir_sdk.worlds import World
+from ceir_sdk.worlds.descriptions import description_parts
 
 
 def test_text_file(first_party_host: Any, tmp_path: Path) -> None:
@@ -58,8 +59,17 @@ def test_world_oracle(first_party_host: Any) -> None:
     world = World("world10")
     assert cs.class_names == world.class_names
     expected = {c for n in world.class_names for k in world.oracle.class_concepts(n).values() for c in k}
-    assert set(cs.phrases) == expected
+    descriptions = set(description_parts(world))
+    assert descriptions and not descriptions & expected
+    assert set(cs.phrases) == expected | descriptions
+    atomic = get_concept_source("static:world10", descriptive=False).generate([])
+    assert set(atomic.phrases) == expected
     assert {o.class_name for o in cs.origins_of("an insect")} == {"ladybug", "bee"}
+    # a description is offered only for a class whose preferred attributes it combines
+    for phrase, parts in description_parts(world).items():
+        for origin in cs.origins_of(phrase):
+            groups = world.oracle.class_concepts(origin.class_name)
+            assert parts <= set(groups["features"]) | set(groups["superclasses"]), phrase
     sub = get_concept_source("static:world100_20").generate(["ladybug"])
     assert "an insect" in sub.phrases
 

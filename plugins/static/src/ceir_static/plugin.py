@@ -18,8 +18,11 @@ def make_source(spec: str | None, **options: Any) -> Any:
 
     concepts = options.pop("concepts", None)
     path = options.pop("path", None)
+    descriptive = bool(options.pop("descriptive", True))
     if options:
-        raise BadInputError(f"static concept source: unknown options {sorted(options)}; it takes concepts= or path=")
+        raise BadInputError(
+            f"static concept source: unknown options {sorted(options)}; it takes concepts=, path= or descriptive="
+        )
     if concepts is not None:
         if spec or path:
             raise BadInputError("static: give either concepts=[...] or a file, not both")
@@ -35,7 +38,7 @@ def make_source(spec: str | None, **options: Any) -> Any:
         )
     file = Path(str(target)).expanduser()
     if not file.exists() and "/" not in str(target) and not file.suffix:
-        return WorldConceptSource(str(target))
+        return WorldConceptSource(str(target), descriptive=descriptive)
     found, saved = read_concept_file(file)
     return StaticConceptSource(f"static:{target}", found, saved)
 

@@ -95,7 +95,7 @@ class StaticConceptSource:
 class WorldConceptSource:
     """The oracle's concepts of a drawn world (ceir_sdk.worlds): features, superclasses, around."""
 
-    def __init__(self, world_name: str) -> None:
+    def __init__(self, world_name: str, *, descriptive: bool = True) -> None:
         from ceir_sdk.worlds import World
 
         try:
@@ -103,6 +103,8 @@ class WorldConceptSource:
         except KeyError as exc:
             raise BadInputError(str(exc.args[0]) if exc.args else str(exc)) from None
         self.name = f"static:{world_name}"
+        # LLM-like descriptions ("red dotted", "small round") beside the single attributes.
+        self.descriptive = descriptive
 
     def generate(
         self, class_names: Sequence[str] = (), *, domain: str | None = None, progress: bool = True
@@ -119,10 +121,20 @@ class WorldConceptSource:
             by_kind = self.world.oracle.class_concepts(class_name)
             for kind in KINDS:
                 items += [(p, ConceptOrigin(kind, class_name)) for p in by_kind.get(kind, [])]
+            if self.descriptive:
+                from ceir_sdk.worlds.descriptions import class_descriptions
+
+                for phrase, parts in class_descriptions(self.world, class_name).items():
+                    kind = "superclasses" if set(parts) & set(by_kind.get("superclasses", [])) else "features"
+                    items.append((phrase, ConceptOrigin(kind, class_name)))
         return ConceptSet(
             _merge(items),
             source=self.name,
             class_names=names,
             model="oracle",
-            generation={"domain": domain or self.world.name, "note": "ground-truth concepts of the world"},
+            generation={
+                "domain": domain or self.world.name,
+                "note": "ground-truth concepts of the world"
+                + (", plus descriptions combining a class's attributes" if self.descriptive else ""),
+            },
         )
