@@ -90,7 +90,12 @@ class LatentModel(Protocol):
 
 @runtime_checkable
 class Exporter(Protocol):
-    """Writes a fitted model directory into a deployment format."""
+    """Writes a fitted model directory into a deployment format.
+
+    An exporter may also offer ``open(bundle_dir, **options)`` returning a runtime for what it
+    wrote (the ONNX exporter does: ``get_exporter("onnx").open(dir)``), so the core can run a
+    bundle without importing the plugin.
+    """
 
     name: str
 

@@ -164,10 +164,14 @@ def load_encoder(path: str | Path) -> Encoder:
         from ceir_sdk.model import CEIRModel
 
         return ModelEncoder(CEIRModel.load(path))
+    # Through the registry, so the core never imports the exporter plugin itself.
+    from ceir_sdk.errors import UnknownNameError
+    from ceir_sdk.plugins import get_exporter
+
     try:
-        from ceir_onnx.runtime import Runtime
-    except ImportError as exc:
+        exporter = get_exporter("onnx")
+    except UnknownNameError as exc:
         raise BadInputError(
             f"{path} is an ONNX bundle; install ceir-onnx to use it: pip install 'ceir-sdk[onnx]'"
         ) from exc
-    return RuntimeEncoder(Runtime(path))
+    return RuntimeEncoder(exporter.open(path))
