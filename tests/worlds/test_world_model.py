@@ -50,3 +50,13 @@ def test_loads_and_zero_shot_colour() -> None:
     acc = np.mean([colours[p] == s.families["colour"] for p, s in zip(pred, samples, strict=True)])
     assert img.shape == (64, 128)
     assert acc > 0.75  # chance is 0.1: the weights are trained, and preprocessing matches training
+
+
+def test_committed_checkpoint_was_trained_on_cpu_within_budget() -> None:
+    import json
+
+    info = json.loads(world_model.training_info_path().read_text())
+    # The bar: reproducible by scripts/train_world_clip.py on the 2-core CPU in <= 20 minutes.
+    assert info["device"] == "cpu"
+    assert info["train_seconds"] <= 20 * 60
+    assert info["load_average"]["mean"] > 0  # the shared machine's load is recorded with the time
