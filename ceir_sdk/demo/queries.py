@@ -31,6 +31,32 @@ def _most_common(family: Sequence[str], truths: Sequence[frozenset[str]], exclud
     return counts.most_common(1)[0][0]
 
 
+def _pick_swap(truth_of: Mapping[int, frozenset[str]], colours: Sequence[str],
+               others: Sequence[Sequence[str]]) -> tuple[int, str, str]:
+    """(item, its colour, another colour) where the other colour is common among items that
+    share all the item's other attributes (pattern, shape, size), so the edited query has
+    something to find: a green striped large oval -> a black striped large oval."""
+
+    def signature(truth: frozenset[str]) -> tuple[str, ...]:
+        return tuple(next((v for v in family if v in truth), "") for family in others)
+
+    combos: Counter[tuple[str, tuple[str, ...]]] = Counter()
+    for truth in truth_of.values():
+        combos.update((c, signature(truth)) for c in colours if c in truth)
+    best: tuple[int, int, str, str] | None = None
+    for item in sorted(truth_of)[:500]:
+        truth = truth_of[item]
+        sig = signature(truth)
+        for old in (c for c in colours if c in truth):
+            for new in colours:
+                if new != old and (best is None or combos[(new, sig)] > best[0]):
+                    best = (combos[(new, sig)], item, old, new)
+    if best is None:
+        first = sorted(truth_of)[0]
+        return first, colours[0], colours[-1]
+    return best[1], best[2], best[3]
+
+
 def _describe(hits: Sequence[Any]) -> list[dict[str, Any]]:
     return [
         {
@@ -58,16 +84,23 @@ def run_queries(index: Any, concepts: Sequence[str], class_names: Sequence[str],
     text_both = float(np.mean([colour in truth_of[h.id] and pattern in truth_of[h.id] for h in text_hits]))
 
     scene = _most_common(scenes, [t for t in truths if colour in t and pattern in t], set()) if scenes else ""
-    expression = f"+{colour} +{pattern}" + (f" -{scene}" if scene else "")
+    # A description ("yellow striped") is one concept when the model has it; else both parts.
+    wanted = f"+{colour} {pattern}" if f"{colour} {pattern}" in known else f"+{colour} +{pattern}"
+    expression = wanted + (f" -{scene}" if scene else "")
     query = index.parse(expression)
     expr_hits = index.search_concepts(query, k=k)
     expr_precision = float(np.mean([query.satisfied_by(truth_of[h.id]) for h in expr_hits])) if expr_hits else 0.0
 
-    # Label manipulation: an item of the chosen colour; swap that colour for another one.
-    example = next((i for i in sorted(truth_of) if colour in truth_of[i]), int(index.ids[0]))
-    new_colour = _most_common(colours, truths, exclude={colour}) if len(colours) > 1 else colour
+    # Label manipulation: swap an item's colour for another one that the data shows with the
+    # same pattern and shape (see _pick_swap), in every phrase.
+    others = [family.get(name, []) for name in ("pattern", "shape", "size")]
+    example, old, new = _pick_swap(truth_of, colours, others)
+    removed = [c for c in concepts if old in c.split()]
+    swapped = [" ".join(new if word == old else word for word in c.split()) for c in removed if c != old]
+    added = [new] + [c for c in swapped if c in known]
     plain_hits = index.search_like(example, k=k)
-    edited_hits = index.search_like(example, k=k, add=[new_colour], remove=[colour])
+    edited_hits = index.search_like(example, k=k, add=added, remove=removed)
+    colour, new_colour = old, new
 
     def share(hits: Sequence[Any], concept: str) -> float:
         return float(np.mean([concept in truth_of[h.id] for h in hits])) if hits else 0.0
@@ -79,7 +112,7 @@ def run_queries(index: Any, concepts: Sequence[str], class_names: Sequence[str],
             "item": example,
             "item_class": class_names[int(labels[example])],
             "item_true_concepts": sorted(truths[example]),
-            "edit": {"remove": [colour], "add": [new_colour]},
+            "edit": {"remove": [colour], "add": [new_colour], "phrases_removed": removed, "phrases_added": added},
             "before": {"share_removed": share(plain_hits, colour), "share_added": share(plain_hits, new_colour),
                        "hits": _describe(plain_hits)},
             "after": {"share_removed": share(edited_hits, colour), "share_added": share(edited_hits, new_colour),
