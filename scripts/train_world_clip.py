@@ -157,14 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for config + checkpoint")
     p.add_argument("--config", type=Path, default=DEFAULT_OUT / f"{NAME}.json", help="open_clip model config")
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=3200)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--max-minutes", type=float, default=19.0, help="wall budget (drawing included); the schedule shrinks to fit"
+        "--max-minutes", type=float, default=18.0, help="wall budget (drawing included); the schedule shrinks to fit"
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core CPU)")
     p.add_argument(
