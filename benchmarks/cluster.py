@@ -63,6 +63,7 @@ def evaluate_protocol(
     latent_options: dict[str, Any] | None = None,
     restarts: int = 10,
     progress: bool = False,
+    concept_template: str = "{}",
 ) -> tuple[dict[str, Any], list[Any]]:
     """ceir / raw_kmeans / concept_kmeans scores over seeds; returns (report, fitted models)."""
     from ceir_sdk.metrics import clustering_scores
@@ -72,7 +73,8 @@ def evaluate_protocol(
     models = []
     raw = test_features / np.linalg.norm(test_features, axis=1, keepdims=True)
     for seed in seeds:
-        model = CEIRModel(backbone, latent=latent, latent_options=latent_options, seed=seed)
+        model = CEIRModel(backbone, latent=latent, latent_options=latent_options, seed=seed,
+                          concept_template=concept_template)
         model.fit_features(train_features, list(concepts), concept_embeddings=concept_embeddings, progress=progress)
         models.append(model)
         z, lat = model.encode_features(test_features, output="both")
@@ -139,7 +141,7 @@ def cluster_name_accuracy(model: Any, features: np.ndarray, labels: np.ndarray, 
 
 
 def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], include_class_names: bool,
-               n_explain: int, descriptive: bool = True) -> dict[str, Any]:
+               n_explain: int, descriptive: bool = True, concept_template: str = "{}") -> dict[str, Any]:
     from ceir_sdk.model.world_concepts import label_information, oracle_concepts
     from ceir_sdk.worlds import World
     from ceir_sdk.worlds.descriptions import description_parts, expand_truth
@@ -155,11 +157,12 @@ def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], i
         truth = [expand_truth(frozenset(t), parts) for t in truth]
         concepts = oracle_concepts(world, include_class_names=include_class_names, descriptive=descriptive)
         report, models = evaluate_protocol(x_tr, x_te, y_te, concepts, k=world.num_classes, backbone=backbone,
-                                           seeds=seeds)
+                                           seeds=seeds, concept_template=concept_template)
         report["explain_precision_at_5"] = explain_precision_at_5(models[0], x_te[:n_explain], truth[:n_explain])
         report["cluster_name_accuracy"] = cluster_name_accuracy(models[0], x_te, y_te, truth, world.num_classes)
         report["label_information"] = label_information(include_class_names=include_class_names)
-        report["concept_set"] = {"n_given": len(concepts), "descriptive_phrases": descriptive}
+        report["concept_set"] = {"n_given": len(concepts), "descriptive_phrases": descriptive,
+                                 "concept_template": concept_template}
         report["n_train"], report["n_test"], report["k"] = n_train, n_test, world.num_classes
         report["seconds"] = time.perf_counter() - t0
         out[domain] = report
@@ -289,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--backbone", default="open-clip:ceir-world")
     parser.add_argument("--include-class-names", action="store_true")
+    parser.add_argument("--concept-template", default="a photo of {}.",
+                        help="how concepts are phrased for the text encoder ('{}' = as is, like the paper)")
     parser.add_argument("--atomic-concepts", action="store_true",
                         help="single attributes only, without the LLM-like descriptions ('red dotted')")
     parser.add_argument("--skip-speed", action="store_true")
@@ -308,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backbone = get_backbone(args.backbone)
         result.update(run_worlds(backbone, n_train, n_test, seeds, args.include_class_names,
-                                 n_explain=200 if args.quick else 500, descriptive=not args.atomic_concepts))
+                                 n_explain=200 if args.quick else 500, descriptive=not args.atomic_concepts,
+                                 concept_template=args.concept_template))
         w10 = result["world10"]
         result["explain_precision_at_5"] = w10["explain_precision_at_5"]["present"]
         result["explain_precision_at_5_any_sign"] = w10["explain_precision_at_5"]["any_sign"]

@@ -90,6 +90,7 @@ class CEIRModel:
         val_fraction: float = 0.1,
         seed: int = 0,
         backbone_options: dict[str, Any] | None = None,
+        concept_template: str = "{}",
     ) -> None:
         self._backbone: Any = None if isinstance(backbone, str) else backbone
         self._backbone_spec: dict[str, Any] | None = None
@@ -107,6 +108,11 @@ class CEIRModel:
             raise BadInputError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.val_fraction = val_fraction
         self.seed = seed
+        # How a concept is phrased for the text encoder. CEIR uses the concept as is ("{}");
+        # a small CLIP that only ever saw captions reads "a photo of {}." far better.
+        if "{}" not in concept_template:
+            raise BadInputError(f"concept_template must contain '{{}}', got {concept_template!r}")
+        self.concept_template = concept_template
         self.latent_model: Any = None
         self._text_embeddings: np.ndarray | None = None  # (C, D) L2-normalised, kept concepts
         self._head: Any = None
@@ -215,7 +221,8 @@ class CEIRModel:
         x = _features(features, dim)
         t0 = time.perf_counter()
         if concept_embeddings is None:
-            text = np.asarray(self.backbone.encode_texts(phrases), dtype=np.float32)
+            prompts = [self.concept_template.format(p) for p in phrases]
+            text = np.asarray(self.backbone.encode_texts(prompts), dtype=np.float32)
         else:
             text = np.asarray(concept_embeddings, dtype=np.float32)
         if text.shape != (len(phrases), x.shape[1]):
@@ -403,6 +410,7 @@ class CEIRModel:
                              "latent_dim": int(self.latent_model.latent_dim)},
             "seed": self.seed,
             "val_fraction": self.val_fraction,
+            "concept_template": self.concept_template,
             "label_information": self.label_information,
             "provenance": self.provenance,
             "files": {WEIGHTS_FILE: {"sha256": sha256_bytes(data)}},
@@ -439,6 +447,7 @@ class CEIRModel:
             latent=latent_cfg["name"], latent_options=latent_cfg.get("options", {}),
             bottleneck=BottleneckConfig(**cfg.get("bottleneck", {})),
             val_fraction=float(cfg.get("val_fraction", 0.1)), seed=int(cfg.get("seed", 0)),
+            concept_template=str(cfg.get("concept_template", "{}")),
         )
         if backbone is None:
             model._backbone_spec = cfg.get("backbone")
