@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import item_vectors
+from index_helpers import item_vectors
 
 from ceir_sdk.errors import IncompatibleFileError
 from ceir_sdk.index import ConceptIndex

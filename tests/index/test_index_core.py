@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import item_vectors
+from index_helpers import item_vectors
 
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 from ceir_sdk.index import ConceptIndex, FunctionEncoder, Shard, UnknownConceptError, choose_factory

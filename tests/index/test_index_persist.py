@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import item_vectors
+from index_helpers import item_vectors
 
 from ceir_sdk.errors import IncompatibleFileError
 from ceir_sdk.index import ConceptIndex, persist

@@ -6,12 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from model_synthetic import make_world
+from model_synthetic import SMALL_VAE, make_world
 
 from ceir_sdk import plugins as ceir_plugins
 from ceir_sdk.model import CEIRModel
-
-SMALL_VAE = {"latent_dim": 6, "hidden_dim": 32, "max_epochs": 15, "patience": 5}
 
 
 def _vae_host() -> ceir_plugins.PluginHost:

@@ -69,3 +69,7 @@ class TinyBackbone:
 
     def spec(self) -> dict[str, Any]:
         return {"name": self.name}
+
+
+# Small VAE settings so model tests stay fast.
+SMALL_VAE = {"latent_dim": 6, "hidden_dim": 32, "max_epochs": 15, "patience": 5}

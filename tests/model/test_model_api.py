@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_VAE
-from model_synthetic import TinyBackbone, make_world
+from model_synthetic import SMALL_VAE, TinyBackbone, make_world
 
 from ceir_sdk.contracts import Backbone
 from ceir_sdk.errors import BadInputError

@@ -84,7 +84,7 @@ def test_interrupted_save_leaves_previous_files_intact(
 ) -> None:
     d = fitted.save(tmp_path / "m")
     before = {p.name: p.read_bytes() for p in d.iterdir()}
-    import ceir_sdk.model.fileio as fileio
+    import ceir_sdk.atomic as fileio
 
     def crash(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
