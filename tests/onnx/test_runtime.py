@@ -189,3 +189,20 @@ def test_runtime_works_where_torch_cannot_be_imported(bundle: Path, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() in Runtime(bundle, providers="cpu").concepts
     np.testing.assert_allclose(np.load(tmp_path / "latent.npy"), expected.latent, atol=1e-5)
+
+
+def test_folder_input_is_read_recursively(bundle: Path, tmp_path: Path) -> None:
+    """One subfolder per class is the usual layout; every image in it must be embedded."""
+    from ceir_onnx.runtime import Runtime
+    from ceir_onnx.runtime.preprocess import iter_images
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i, sub in enumerate(["cats", "dogs/puppies", "."]):
+        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / sub / f"{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    files = iter_images(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["2.png", "cats/0.png", "dogs/puppies/1.png"]
+    latent = Runtime(bundle).embed(tmp_path)
+    assert latent.shape[0] == 3

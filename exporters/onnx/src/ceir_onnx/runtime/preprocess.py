@@ -123,13 +123,14 @@ def preprocess_one(image: Any, cfg: PreprocessConfig) -> np.ndarray:
 def iter_images(images: Any) -> Sequence[Any]:
     """Normalise the accepted inputs into a sequence of single images.
 
-    Accepted: a folder path (its image files, sorted), a path, a PIL image, a uint8
+    Accepted: a folder path (its image files, recursively, sorted by relative path), a path, a PIL image, a uint8
     array (H, W, 3) or a batch (N, H, W, 3), or a list of any of these.
     """
     if isinstance(images, (str, os.PathLike)):
         path = Path(images)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            # recursive, so the usual one-subfolder-per-class layout works as it is
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise BadInputError(f"folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             return files
