@@ -206,3 +206,23 @@ def test_folder_input_is_read_recursively(bundle: Path, tmp_path: Path) -> None:
     assert [p.relative_to(tmp_path).as_posix() for p in files] == ["2.png", "cats/0.png", "dogs/puppies/1.png"]
     latent = Runtime(bundle).embed(tmp_path)
     assert latent.shape[0] == 3
+
+
+def test_unreadable_images_fail_or_are_skipped_as_chosen(bundle: Path, tmp_path: Path) -> None:
+    from ceir_onnx.runtime import Runtime
+    from PIL import Image
+
+    from ceir_sdk.errors import BadInputError
+
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "c.png"):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "b.png").write_bytes(b"\x89PNG truncated")
+    with pytest.raises(BadInputError, match=r"b\.png"):
+        Runtime(bundle).embed(tmp_path)
+    runtime = Runtime(bundle, on_error="skip")
+    latent = runtime.embed(tmp_path)
+    assert latent.shape[0] == 2
+    assert runtime.last_kept == [0, 2]
+    assert [i for i, _ in runtime.last_skipped] == [1] and "b.png" in runtime.last_skipped[0][1]
+    np.testing.assert_allclose(latent, Runtime(bundle).embed([tmp_path / "a.png", tmp_path / "c.png"]), atol=1e-6)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,8 @@ from ceir_onnx.runtime.search import ExactIndex
 from ceir_onnx.runtime.tokenizer import ClipTokenizer
 from ceir_onnx.variants import cpu_safe_level
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
+
+_log = logging.getLogger("ceir_onnx.runtime")
 
 __all__ = ["Embeddings", "ExactIndex", "Explanation", "ProviderWarning", "Runtime"]
 
@@ -72,6 +75,7 @@ class Runtime:
         batch_size: int = 32,
         decode_workers: int | None = None,
         verify: bool = True,
+        on_error: str = "fail",
     ) -> None:
         import onnxruntime as ort
         from safetensors.numpy import load_file
@@ -82,6 +86,13 @@ class Runtime:
             raise BadInputError(f"batch_size must be >= 1; got {batch_size}")
         self.batch_size = batch_size
         self.decode_workers = decode_workers or min(4, os.cpu_count() or 1)
+        if on_error not in ("fail", "skip"):
+            raise BadInputError(f"on_error must be 'fail' or 'skip'; got {on_error!r}")
+        # "skip": unreadable images are left out and listed in last_skipped; last_kept maps
+        # output rows back to input positions.
+        self.on_error = on_error
+        self.last_kept: list[int] = []
+        self.last_skipped: list[tuple[int, str]] = []
         self.preprocess_config = PreprocessConfig.from_dict(self.manifest["preprocess"])
         self.concepts: list[str] = json.loads((self.root / self.manifest["concepts_file"]).read_text("utf-8"))
         self.concept_text_embeddings = load_file(str(self.root / self.manifest["concept_embeddings_file"]))[
@@ -167,28 +178,42 @@ class Runtime:
         """Images in any accepted form -> float32 pixels (N, 3, S, S) for the image graph."""
         return np.stack([preprocess_one(im, self.preprocess_config) for im in iter_images(images)])
 
-    def _pixel_batches(self, items: Sequence[Any]) -> Iterator[np.ndarray]:
-        """Decode and preprocess in threads, a bounded window ahead of inference."""
-        cfg = self.preprocess_config
+    def _prepare(self, index: int, item: Any) -> tuple[int, np.ndarray | None, str]:
+        try:
+            return index, preprocess_one(item, self.preprocess_config), ""
+        except BadInputError as exc:
+            if self.on_error == "fail":
+                raise
+            return index, None, str(exc)
+
+    def _pixel_batches(self, items: Sequence[Any]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Decode and preprocess in threads, a bounded window ahead of inference; yields
+        (input positions, pixels) so skipped images can be accounted for."""
         window = 2 * self.batch_size
         with ThreadPoolExecutor(self.decode_workers) as pool:
-            pending: deque[Future[np.ndarray]] = deque()
-            it = iter(items)
-            for item in it:
-                pending.append(pool.submit(preprocess_one, item, cfg))
+            pending: deque[Future[tuple[int, np.ndarray | None, str]]] = deque()
+            it = iter(enumerate(items))
+            for index, item in it:
+                pending.append(pool.submit(self._prepare, index, item))
                 if len(pending) >= window:
                     break
+            positions: list[int] = []
             batch: list[np.ndarray] = []
             while pending:
-                batch.append(pending.popleft().result())
+                index, pixels, problem = pending.popleft().result()
+                if pixels is None:
+                    self.last_skipped.append((index, problem))
+                else:
+                    positions.append(index)
+                    batch.append(pixels)
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append(pool.submit(preprocess_one, nxt, cfg))
+                    pending.append(pool.submit(self._prepare, *nxt))
                 if len(batch) == self.batch_size:
-                    yield np.stack(batch)
-                    batch = []
+                    yield positions, np.stack(batch)
+                    positions, batch = [], []
             if batch:
-                yield np.stack(batch)
+                yield positions, np.stack(batch)
 
     def run_pixels(self, pixels: np.ndarray) -> Embeddings:
         """Run the image graph on preprocessed pixels (N, 3, S, S), in batches."""
@@ -209,10 +234,19 @@ class Runtime:
 
         items = iter_images(images)
         outs: list[Embeddings] = []
+        self.last_kept, self.last_skipped = [], []
         with tqdm(total=len(items), desc="embed", unit="img", disable=not progress) as bar:
-            for pixels in self._pixel_batches(items):
+            for positions, pixels in self._pixel_batches(items):
                 outs.append(self._run_batch(pixels))
+                self.last_kept.extend(positions)
                 bar.update(len(pixels))
+        if self.last_skipped:
+            first = self.last_skipped[0][1]
+            _log.warning("embedded %d of %d images; skipped %d (e.g. %s)", len(self.last_kept), len(items),
+                         len(self.last_skipped), first)
+        if not outs and self.last_skipped:
+            raise BadInputError(f"none of the {len(items)} images could be read; the first problem: "
+                                f"{self.last_skipped[0][1]}")
         return _concat(outs)
 
     def embed(self, images: Any, *, output: str = "latent", progress: bool = False) -> Any:
