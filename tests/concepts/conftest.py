@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds llm
 
 from llm_server import LLMTestServer
 
-FAKE_OPENAI_KEY = "sk-test-FAKEKEY-9f8e7d6c5b4a39281706"
-FAKE_ANTHROPIC_KEY = "sk-ant-test-FAKEKEY-0a1b2c3d4e5f6071"
+FAKE_OPENAI_KEY = "not-a-real-openai-key-9f8e7d6c5b4a39281706"
+FAKE_ANTHROPIC_KEY = "not-a-real-anthropic-key-0a1b2c3d4e5f6071"
 
 
 @pytest.fixture

@@ -58,19 +58,19 @@ def test_call_with_retries_sleeps_as_told_and_gives_up() -> None:
 
 
 def test_error_for_status() -> None:
-    kw = {"provider": "openai", "env_var": "OPENAI_API_KEY", "secrets": ["sk-secret-1234567890abcdef"]}
-    auth = error_for_status(401, {}, "Incorrect API key provided: sk-secret-1234567890abcdef", **kw)
-    assert isinstance(auth, LLMAuthError) and "OPENAI_API_KEY" in str(auth) and "sk-secret" not in str(auth)
+    kw = {"provider": "openai", "env_var": "OPENAI_API_KEY", "secrets": ["not-a-real-secret-1234567890abcdef"]}
+    auth = error_for_status(401, {}, "Incorrect API key provided: not-a-real-secret-1234567890abcdef", **kw)
+    assert isinstance(auth, LLMAuthError) and "OPENAI_API_KEY" in str(auth) and "not-a-real-secret" not in str(auth)
     limited = error_for_status(429, {"retry-after": "4"}, "slow down", **kw)
     assert isinstance(limited, RetryableError) and limited.retry_after == 4.0
     assert isinstance(error_for_status(503, {}, "", **kw), RetryableError)
-    bad = error_for_status(404, {}, "model sk-secret-1234567890abcdef not found", **kw)
+    bad = error_for_status(404, {}, "model not-a-real-secret-1234567890abcdef not found", **kw)
     assert isinstance(bad, LLMRequestError) and "model" in str(bad) and "1234567890" not in str(bad)
 
 
 def test_redact_removes_whole_and_partial_keys() -> None:
-    key = "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWX"
-    text = f"key {key} or masked sk-proj-ABCD****STUVWX or tail {key[-10:]}"
+    key = "fake-proj-ABCDEFGHIJKLMNOPQRSTUVWX"
+    text = f"key {key} or masked fake-proj-ABCD****STUVWX or tail {key[-10:]}"
     out = redact(text, [key])
     assert key not in out and key[-10:] not in out and "***" in out
 
