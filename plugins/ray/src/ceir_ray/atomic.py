@@ -10,15 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-
-def fsync_dir(path: Path) -> None:
-    # A rename is durable only once its directory is synced (POSIX; Windows has no such call).
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+from ceir_sdk.atomic import fsync_dir
 
 
 def temp_name(path: Path) -> Path:
