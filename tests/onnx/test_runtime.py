@@ -226,3 +226,18 @@ def test_unreadable_images_fail_or_are_skipped_as_chosen(bundle: Path, tmp_path:
     assert runtime.last_kept == [0, 2]
     assert [i for i, _ in runtime.last_skipped] == [1] and "b.png" in runtime.last_skipped[0][1]
     np.testing.assert_allclose(latent, Runtime(bundle).embed([tmp_path / "a.png", tmp_path / "c.png"]), atol=1e-6)
+
+
+def test_cpu_thread_pool_sleeps_unless_spinning_is_asked(bundle: Path) -> None:
+    """Idle intra-op threads must not busy-wait by default: they would take the cores that the
+    decode threads (embed) and other processes need. spinning=True restores onnxruntime's way."""
+    key = "session.intra_op.allow_spinning"
+    images = photo_like(3, seed=4)
+    quiet = Runtime(bundle, providers="cpu", threads=2)
+    feats = quiet.embed(images, output="all").image_features
+    quiet.encode_features(feats)  # creates the head session with the same options
+    for session in (quiet.image_session, quiet._graph_session("head", "test")):
+        assert session.get_session_options().get_session_config_entry(key) == "0"
+    spinning = Runtime(bundle, providers="cpu", threads=2, spinning=True)
+    assert spinning.image_session.get_session_options().get_session_config_entry(key) == "1"
+    np.testing.assert_allclose(spinning.embed(images), quiet.embed(images), atol=1e-6)

@@ -411,7 +411,7 @@ class OnnxExporter:
         importing this plugin: ``get_exporter("onnx").open(bundle_dir)``.
 
         ``options`` go to :class:`ceir_onnx.runtime.Runtime` (precision, providers,
-        threads, batch_size, decode_workers, verify)."""
+        threads, spinning, batch_size, decode_workers, verify, on_error)."""
         from ceir_onnx.runtime import Runtime
 
         return Runtime(bundle_dir, **options)

@@ -76,6 +76,7 @@ class Runtime:
         decode_workers: int | None = None,
         verify: bool = True,
         on_error: str = "fail",
+        spinning: bool = False,
     ) -> None:
         import onnxruntime as ort
         from safetensors.numpy import load_file
@@ -117,6 +118,11 @@ class Runtime:
         if threads:
             self._options.intra_op_num_threads = int(threads)
             self._options.inter_op_num_threads = 1
+        # Idle intra-op threads sleep rather than busy-wait (onnxruntime's default): at batch
+        # sizes worth running, ops are long and waking costs little, while spinning takes the
+        # CPU that decode threads and other processes need (docs/deploy.md, Speed).
+        self.spinning = spinning
+        self._options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self._requested = requested
         self._explicit = explicit
         self.image_session = self._session(variants[precision]["file"])
