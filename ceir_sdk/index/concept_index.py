@@ -8,6 +8,8 @@ generation and counts of all three, and loading refuses a version where they dis
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +23,7 @@ import numpy as np
 from ceir_sdk._version import __version__
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 from ceir_sdk.index import persist
+from ceir_sdk.index.calibration import CALIBRATION_FILE, MIN_ITEMS, N_COMPONENTS, PresenceCalibration
 from ceir_sdk.index.encoder import Encoder, as_encoder, load_encoder
 from ceir_sdk.index.explain import name_clusters, shared_concepts, top_concepts
 from ceir_sdk.index.expression import ConceptQuery, UnknownConceptError, parse_expression
@@ -28,11 +31,18 @@ from ceir_sdk.index.metadata import MetadataStore
 from ceir_sdk.index.vectors import VectorStore, choose_factory, train_sample_size
 
 Where = Mapping[str, Any] | None
+RANKINGS = ("calibrated", "margin")
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Hit:
-    """One result: the item, its score (higher is better) and the concepts behind the match."""
+    """One result: the item, its score (higher is better) and the concepts behind the match.
+
+    Concept-expression hits also say whether the item ``matched`` (every + concept above the
+    presence threshold, every - concept below it) and, per term, its z-score, calibrated
+    P(present) and whether that term is met (``terms``).
+    """
 
     id: int
     score: float
@@ -40,10 +50,16 @@ class Hit:
     key: str | None = None
     path: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    matched: bool | None = None
+    terms: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "score": self.score, "key": self.key, "path": self.path,
-                "fields": self.fields, "concepts": [[c, v] for c, v in self.concepts]}
+        out: dict[str, Any] = {"id": self.id, "score": self.score, "key": self.key, "path": self.path,
+               "fields": self.fields, "concepts": [[c, v] for c, v in self.concepts]}
+        if self.matched is not None:
+            out["matched"] = self.matched
+            out["terms"] = self.terms
+        return out
 
 
 @dataclass
@@ -122,6 +138,8 @@ class ConceptIndex:
         self._quantiles: tuple[np.ndarray, np.ndarray] | None = None
         self.generation = 0
         self.tuning: dict[str, Any] = {}
+        self.calibration: PresenceCalibration | None = None
+        self.calibration_note: str | None = None
         self._lock = threading.RLock()
         if metric not in ("l2", "ip", "cosine"):
             raise BadInputError(f"metric {metric!r} is not one of l2, ip, cosine")
@@ -148,6 +166,7 @@ class ConceptIndex:
                 bar.update(end - start)
         if tune:
             index.tune(target_recall=target_recall, seed=seed)
+        index._calibrate_if_possible()
         return index
 
     @classmethod
@@ -187,6 +206,7 @@ class ConceptIndex:
                     bar.update(len(s.latents))
         if tune:
             index.tune(target_recall=target_recall, seed=seed)
+        index._calibrate_if_possible()
         return index
 
     def train(self, sample: np.ndarray, *, seed: int = 0, expected_size: int | None = None) -> None:
@@ -263,7 +283,7 @@ class ConceptIndex:
                 raise
             conn.execute("COMMIT")
             self._ids, self._acts = all_ids, all_acts
-            self._changed()
+            self._changed(n)
             return new_ids
 
     def remove(self, ids: Any) -> int:
@@ -291,13 +311,60 @@ class ConceptIndex:
                 raise
             conn.execute("COMMIT")
             self._ids, self._acts = new_ids, new_acts
-            self._changed()
+            self._changed(len(arr))
             return len(arr)
 
-    def _changed(self) -> None:
+    def _changed(self, n_items: int) -> None:
         self.generation += 1
         self._sorter = None
         self._quantiles = None
+        if self.calibration is not None:
+            self.calibration.changed_since_fit += int(n_items)
+
+    # -- presence calibration ----------------------------------------------------------
+    def calibrate(self, activations: Any = None, *, n_components: int = N_COMPONENTS, seed: int = 0
+                  ) -> PresenceCalibration:
+        """Fit the label-free presence calibration (see :mod:`ceir_sdk.index.calibration`).
+
+        With no ``activations``, on the index's own items (refitted automatically after
+        bulk changes); otherwise on the given (N, C) activations, e.g. a training split's,
+        kept until the next call. Saved with the index.
+        """
+        if not self.concepts:
+            raise BadInputError("this index holds no concept activations, so there is nothing to calibrate")
+        with self._lock:
+            if activations is None:
+                acts, source = self._acts, "index"
+            else:
+                acts, source = _as_matrix(activations, len(self.concepts), "calibration activations"), "external"
+            if len(acts) < MIN_ITEMS:
+                raise BadInputError(f"{len(acts)} items are too few to calibrate concept presence; "
+                                    f"need at least {MIN_ITEMS}")
+            self.calibration = PresenceCalibration.fit(acts, self.concepts, n_components=n_components,
+                                                       source=source, seed=seed)
+            self.calibration_note = None
+            return self.calibration
+
+    def _calibrate_if_possible(self) -> PresenceCalibration | None:
+        """The current calibration, fitted (or refitted, when stale) from the index if it can be."""
+        cal = self.calibration
+        if not self.concepts or len(self) < MIN_ITEMS:
+            return cal
+        if cal is None or cal.stale():
+            if cal is not None:
+                log.info("refitting the presence calibration: %d of %d items changed since the fit",
+                         cal.changed_since_fit, cal.n_fit)
+            cal = self.calibrate()
+        return cal
+
+    def presence_of(self, ids: Any) -> np.ndarray:
+        """Calibrated P(present) (N, C) of items; needs a calibration (at least 50 items)."""
+        acts = self.activations_of(ids)
+        with self._lock:
+            cal = self._calibrate_if_possible()
+        if cal is None:
+            raise BadInputError(f"no presence calibration: the index holds {len(self)} items, fewer than {MIN_ITEMS}")
+        return cal.presence(acts)
 
     # -- lookups -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -436,8 +503,21 @@ class ConceptIndex:
         return parse_expression(expression, self.concepts)
 
     def search_concepts(self, expression: str | ConceptQuery, k: int = 10, *, where: Where = None,
-                        threshold: float | None = None) -> list[Hit]:
-        """Items that show the + concepts and lack the - ones, ranked by weighted activation."""
+                        threshold: float | None = None, ranking: str = "calibrated",
+                        strict: bool = True) -> list[Hit]:
+        """Items most likely to show the + concepts and lack the - ones.
+
+        What matches is unchanged: every + concept above the presence threshold, every -
+        concept below it (``threshold``, default ``index.presence_threshold``). How matches
+        rank: ``ranking="calibrated"`` (default) by the joint log-probability of the terms
+        under the index's label-free presence calibration (every concept on one probability
+        scale); ``ranking="margin"``, the earlier scoring, by the weakest margin in z units
+        (also what "calibrated" falls back to below 50 items, too few to calibrate).
+        ``strict=False`` ranks every item by probability, matched or not (``hit.matched``
+        tells). Each hit lists, per term, its z-score, P(present) and whether it is met.
+        """
+        if ranking not in RANKINGS:
+            raise BadInputError(f"ranking {ranking!r} is not one of {', '.join(RANKINGS)}")
         query = expression if isinstance(expression, ConceptQuery) else self.parse(expression)
         for t in query.terms:
             if t.concept not in self.concepts:
@@ -445,17 +525,38 @@ class ConceptIndex:
         self._check_k(k)
         with self._lock:
             thr = self.presence_threshold if threshold is None else threshold
-            score, mask = query.evaluate(self._acts, self.concepts, thr)
+            margin, matched = query.evaluate(self._acts, self.concepts, thr)
+            col = {c: j for j, c in enumerate(self.concepts)}
+            cols = [col[t.concept] for t in query.terms]
+            cal = self._calibrate_if_possible() if ranking == "calibrated" else self.calibration
+            lp = lq = None
+            if cal is not None:
+                lp, lq = cal.log_presence(self._acts[:, cols], cols)
+            if ranking == "calibrated" and lp is not None and lq is not None:
+                score = query.joint_log_probability(lp, lq)
+                mask = matched.copy() if strict else np.ones(len(self), dtype=bool)
+            else:
+                score, mask = margin.astype(np.float64), matched.copy()
             allowed = self._allowed(where)
             if allowed is not None:
                 mask &= np.isin(self._ids, allowed)
             rows = np.flatnonzero(mask)
-            top = rows[np.argsort(-score[rows], kind="stable")[:k]]
+            # ties in the score (e.g. items all near-certain) are broken by the margin
+            top = rows[np.lexsort((-margin[rows], -score[rows]))[:k]]
             hits = self._hits(self._ids[top], score[top], None, 0)
-            col = {c: j for j, c in enumerate(self.concepts)}
+            thr_arr = np.broadcast_to(np.asarray(thr, dtype=np.float32), (len(self.concepts),))
             for h, r in zip(hits, top):
                 h.concepts = [(("NOT " if t.occur == "must_not" else "") + t.concept,
                                round(float(self._acts[r, col[t.concept]]), 4)) for t in query.terms]
+                h.matched = bool(matched[r])
+                h.terms = []
+                for i, t in enumerate(query.terms):
+                    z = float(self._acts[r, col[t.concept]])
+                    met = None if t.occur == "should" else (
+                        z > thr_arr[col[t.concept]] if t.occur == "must" else z < thr_arr[col[t.concept]])
+                    h.terms.append({"term": str(t), "concept": t.concept, "z": round(z, 4),
+                                    "p_present": None if lp is None else round(float(np.exp(lp[r, i])), 4),
+                                    "met": None if met is None else bool(met)})
             return hits
 
     def concept_levels(self) -> tuple[np.ndarray, np.ndarray]:
@@ -572,6 +673,8 @@ class ConceptIndex:
             "nprobe": None if store is None else store.nprobe, "tuning": self.tuning,
             "gpu": bool(store and store.use_gpu), "encoder": self.encoder_ref,
             "presence_threshold": self.presence_threshold,
+            "calibration": None if self.calibration is None else self.calibration.summary(),
+            "calibration_note": self.calibration_note,
         }
 
     # -- persistence -------------------------------------------------------------------
@@ -590,6 +693,9 @@ class ConceptIndex:
                 save_file({"ids": np.ascontiguousarray(self._ids), "activations": np.ascontiguousarray(self._acts)},
                           str(tmp / "arrays.safetensors"))
                 self._meta.save_to(tmp / "metadata.sqlite")
+                cal = self._calibrate_if_possible()
+                if cal is not None:
+                    (tmp / CALIBRATION_FILE).write_text(json.dumps(cal.to_json()), encoding="utf-8")
                 manifest = {
                     "format": persist.FORMAT, "format_version": persist.FORMAT_VERSION,
                     "ceir_sdk_version": __version__, "faiss_version": faiss.__version__,
@@ -600,6 +706,7 @@ class ConceptIndex:
                     "search": {"nprobe": None if self._store is None else self._store.nprobe,
                                "ef_search": None if self._store is None else self._store.ef_search},
                     "tuning": self.tuning,
+                    "calibration": None if cal is None else CALIBRATION_FILE,
                 }
                 final = persist.commit_version(root, tmp, name, manifest)
             except BaseException:
@@ -612,8 +719,15 @@ class ConceptIndex:
 
     @classmethod
     def load(cls, path: str | Path, *, version: int | str | None = None, verify_checksums: bool = True,
-             encoder: Any = None, use_gpu: bool | None = None) -> ConceptIndex:
-        """Load the current (or a given) version, verifying format, checksums and counts."""
+             encoder: Any = None, use_gpu: bool | None = None, ignore_calibration: bool = False) -> ConceptIndex:
+        """Load the current (or a given) version, verifying format, checksums and counts.
+
+        An index saved before presence calibration existed loads with ``calibration_note``
+        set (and a logged warning); a calibration is fitted from its stored activations at
+        the first calibrated query, and kept by the next save. A calibration this version
+        cannot read is an error unless ``ignore_calibration=True`` (then refit it with
+        ``index.calibrate()``).
+        """
         from safetensors.numpy import load_file
 
         root = Path(path)
@@ -649,4 +763,20 @@ class ConceptIndex:
         if len(index._ids) != m["count"]:
             raise IncompatibleFileError(f"{vdir}: manifest says {m['count']} items, arrays hold {len(index._ids)}")
         index.check()
+        if "calibration" not in m:
+            if index.concepts:
+                index.calibration_note = (
+                    f"{vdir} was saved without a presence calibration (ceir-sdk {m.get('ceir_sdk_version')}); "
+                    "one is fitted from the stored activations at the first calibrated concept query. "
+                    "Save the index to keep it, or use ranking='margin' for the old scoring.")
+                log.warning("%s", index.calibration_note)
+        elif m["calibration"] and not ignore_calibration:
+            cpath = vdir / str(m["calibration"])
+            try:
+                data = json.loads(cpath.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise IncompatibleFileError(
+                    f"{cpath} is unreadable ({exc}); load with ignore_calibration=True and call "
+                    "index.calibrate()") from exc
+            index.calibration = PresenceCalibration.from_json(data, index.concepts, str(cpath))
         return index

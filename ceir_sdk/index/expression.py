@@ -98,6 +98,22 @@ class ConceptQuery:
             return bonus, np.ones(n, dtype=bool)
         return margin + bonus, margin > 0
 
+    def joint_log_probability(self, log_present: np.ndarray, log_absent: np.ndarray) -> np.ndarray:
+        """Scores (N,) from calibrated per-term log-probabilities, both (N, len(terms)) in
+        term order: the weighted sum of log P(present) over + and unsigned terms and of
+        log P(absent) over - terms (weights act as exponents: 2*c counts c twice). Under
+        independent detectors this is the log-probability that the item meets every term,
+        so ranking by it puts the items most likely to satisfy the whole expression first,
+        with every concept on the same (probability) scale."""
+        lp = np.asarray(log_present, dtype=np.float64)
+        lq = np.asarray(log_absent, dtype=np.float64)
+        if lp.shape != lq.shape or lp.ndim != 2 or lp.shape[1] != len(self.terms):
+            raise ValueError(f"need (N, {len(self.terms)}) log-probabilities; got {lp.shape} and {lq.shape}")
+        score = np.zeros(lp.shape[0], dtype=np.float64)
+        for i, t in enumerate(self.terms):
+            score += t.weight * (lq[:, i] if t.occur == "must_not" else lp[:, i])
+        return score
+
 
 def _tokens(text: str) -> list[tuple[str, bool]]:
     """Split into (token, was_quoted) pairs; a sign and weight stay glued to their concept."""
