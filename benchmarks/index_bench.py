@@ -8,12 +8,15 @@ API (metadata and explanations included), build time, peak RSS.
 World: a CEIR model fitted on the 10-class world's training split (world CLIP backbone),
 test images indexed with their concept activations; for a set of concept expressions, the
 share of the top-10 whose TRUE concepts (the world's oracle) satisfy the expression. Every
-ranking is scored on the same expressions, side by side: the index's label-free calibrated
-ranking (default), the same without the threshold filter, calibration fitted on the training
-split's activations instead, the earlier z-margin ("fuzzy AND"), a rank-based (percentile)
+ranking is scored on the same expressions, side by side: the index's default (matches where
+every + concept has calibrated P(present) >= 0.5 and every - concept below it, ranked by joint
+log-probability), the same ranking with the earlier z-threshold filter (+ above z = 0, -
+below it), the same without any filter, calibration fitted on the training split's
+activations instead, the earlier z-margin ("fuzzy AND"), a rank-based (percentile)
 calibration baseline, and, for scoring only, a ceiling that calibrates each concept with the
 training split's TRUE labels (isotonic regression): the best any per-concept calibration of
-these activations could do. The index itself never sees labels.
+these activations could do. The index itself never sees labels. How well each presence rule
+(z > 0, P >= 0.5) agrees with the truth per concept is recorded too (scoring only).
 
 `--part world` reruns only the world part and merges it into the existing JSON, keeping the
 scale figures with a note of the commit that measured them.
@@ -40,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from ceir_sdk.index import ConceptIndex, ConceptQuery, parse_expression  # noqa: E402
-from ceir_sdk.index.calibration import PresenceCalibration  # noqa: E402
+from ceir_sdk.index.calibration import PRESENT_PROBABILITY, PresenceCalibration  # noqa: E402
 from ceir_sdk.index.persist import atomic_write_text  # noqa: E402
 
 # Centres this close make the blobs overlap (inter-centre distance ~ point spread), so the
@@ -187,7 +190,9 @@ def world_part(quick: bool) -> dict[str, Any]:
     concepts_all = w.oracle.all_concepts()
 
     def take(split: str, n: int) -> tuple[np.ndarray, list[frozenset[str]], list[str]]:
-        ims, truth, labels = [], [], []
+        ims: list[np.ndarray] = []
+        truth: list[frozenset[str]] = []
+        labels: list[str] = []
         for b in w.batches(n, split=split, batch_size=500):
             ims.append(b.images)
             truth.extend(b.concepts)
@@ -252,8 +257,9 @@ def world_part(quick: bool) -> dict[str, Any]:
 
     rankers: dict[str, Any] = {
         "calibrated": index_ranking(),
+        "calibrated_z_filter": index_ranking(presence="threshold"),
         "calibrated_unfiltered": index_ranking(strict=False),
-        "margin": index_ranking(ranking="margin"),
+        "margin": index_ranking(ranking="margin", presence="threshold"),
         "percentile": lambda q: _rank_by(q, concepts, pct, 10).tolist(),
     }
     if external is not None and ceiling is not None:
@@ -261,10 +267,14 @@ def world_part(quick: bool) -> dict[str, Any]:
         rankers["calibrated_on_train_activations"] = lambda q: _rank_by(q, concepts, ext_p, 10).tolist()
         rankers["ceiling_supervised_isotonic"] = lambda q: _rank_by(q, concepts, ceiling, 10).tolist()
     descriptions = {
-        "calibrated": "index default: matches by threshold (z > 0 for +, < 0 for -), ranked by joint "
-                      "log-probability under the label-free 3-component mixture fitted on the indexed activations",
+        "calibrated": "index default: matches by calibrated presence (P(present) >= 0.5 for +, < 0.5 for -), "
+                      "ranked by joint log-probability under the label-free 3-component mixture fitted on the "
+                      "indexed activations",
+        "calibrated_z_filter": "previous default (aa295f8): same ranking, matches by z threshold (z > 0 for +, "
+                               "< 0 for -); presence='threshold'",
         "calibrated_unfiltered": "same probabilities, every item ranked (strict=False)",
-        "margin": "earlier scoring: fuzzy AND, weakest margin over +/- terms (z above / below 0)",
+        "margin": "earlier scoring: z-threshold matches, fuzzy AND, weakest margin over +/- terms (z above / "
+                  "below 0); presence='threshold', ranking='margin'",
         "percentile": "baseline: per-concept percentile (rank) in the index as P(present), joint log-probability",
         "calibrated_on_train_activations": "mixture fitted on the training split's activations (no labels)",
         "ceiling_supervised_isotonic": "NOT label-free, scoring-side analysis: per-concept isotonic P(present | z) "
@@ -272,16 +282,36 @@ def world_part(quick: bool) -> dict[str, Any]:
                                        "calibration of these activations could reach",
     }
 
+    # what each presence rule calls present, item by item (index order = acts order)
+    present_by = {"z_filter": acts > idx.presence_threshold,
+                  "calibrated_presence_filter": idx.presence_of(idx.ids) >= PRESENT_PROBABILITY}
+    absent_by = {"z_filter": acts < idx.presence_threshold,
+                 "calibrated_presence_filter": ~present_by["calibrated_presence_filter"]}
+    col = {c: j for j, c in enumerate(concepts)}
+
+    def n_matched(q: ConceptQuery, rule: str) -> int:
+        ok = np.ones(len(acts), dtype=bool)
+        for t in q.terms:
+            if t.occur == "must":
+                ok &= present_by[rule][:, col[t.concept]]
+            elif t.occur == "must_not":
+                ok &= absent_by[rule][:, col[t.concept]]
+        return int(ok.sum())
+
     def run(exprs: list[str]) -> tuple[dict[str, float], list[dict[str, Any]]]:
         per: list[dict[str, Any]] = []
         for text in exprs:
             q = parse_expression(text, concepts)
             n_true = sum(q.satisfied_by(t) for t in test_truth)
             row: dict[str, Any] = {"expression": text, "true_matches_in_index": n_true,
-                                   "base_rate": round(n_true / len(test_truth), 3)}
+                                   "base_rate": round(n_true / len(test_truth), 3),
+                                   "matched_by_z_filter": n_matched(q, "z_filter"),
+                                   "matched_by_calibrated_presence": n_matched(q, "calibrated_presence_filter")}
             for name, rank in rankers.items():
                 got = rank(q)
                 row[name] = sum(q.satisfied_by(truth_of[int(i)]) for i in got) / 10  # short lists count as misses
+                if len(got) < 10:
+                    row.setdefault("returned_under_10", {})[name] = len(got)
             per.append(row)
         means = {name: round(float(np.mean([r[name] for r in per])), 4) if per else float("nan") for name in rankers}
         return means, per
@@ -292,7 +322,11 @@ def world_part(quick: bool) -> dict[str, Any]:
     info.update({
         "n_expressions": len(per), "concept_query_precision_at_10": prec,
         "mean_base_rate": round(float(np.mean([p["base_rate"] for p in per])), 4) if per else None,
+        "presence_rule": idx.presence_rule, "present_probability": PRESENT_PROBABILITY,
         "presence_threshold_z": idx.presence_threshold, "bar": ">= 0.9", "passed": prec >= 0.9,
+        "expressions_with_under_10_matches": {
+            "z_filter": sum(r["matched_by_z_filter"] < 10 for r in per),
+            "calibrated_presence_filter": sum(r["matched_by_calibrated_presence"] < 10 for r in per)},
         "scoring": descriptions["calibrated"],
         "precision_at_10_by_ranking": means, "rankings": descriptions,
         "calibration": {k: v for k, v in (idx.info()["calibration"] or {}).items() if k != "present_share"},
@@ -305,11 +339,33 @@ def world_part(quick: bool) -> dict[str, Any]:
         means_d, per_d = run(expressions_for(good, test_truth, np.random.default_rng(1), 24)) if good else ({}, [])
         # a larger draw of each set (same generator, other seeds), for figures less tied to 24 expressions
         big_all, big_per = run(expressions_for(concepts, test_truth, np.random.default_rng(100), 200))
-        big_det, _ = run(expressions_for(good, test_truth, np.random.default_rng(101), 200)) if good else ({}, [])
+        big_det, big_det_per = run(expressions_for(good, test_truth, np.random.default_rng(101), 200)) if good \
+            else ({}, [])
         forms = ["+a", "+a +b", "+a -b", "+a +b -c"]
         by_form = {name: {forms[f]: round(float(np.mean([r[name] for r in big_per[f::4]])), 4) for f in range(4)}
                    for name in rankers}
         cal = idx.calibration
+        keys = {"z_filter": "calibrated_z_filter", "calibrated_presence_filter": "calibrated",
+                "unfiltered": "calibrated_unfiltered"}
+
+        def compare(m: dict[str, float], rows: list[dict[str, Any]]) -> dict[str, Any]:
+            """precision@10 of each filter, and (diagnostic) how many lists came back short
+            and the precision of the hits actually returned"""
+            out: dict[str, Any] = {k: m.get(v) for k, v in keys.items()}
+            for k, v in keys.items():
+                returned = [r.get("returned_under_10", {}).get(v, 10) for r in rows]
+                correct = sum(r[v] * 10 for r in rows)
+                out[f"{k}_short_lists"] = sum(n < 10 for n in returned)
+                out[f"{k}_precision_of_returned"] = round(correct / max(sum(returned), 1), 4)
+            return out
+
+        info["filter_comparison"] = {
+            "note": "same expressions, same joint log-probability ranking; only what counts as a match differs. "
+                    "precision@10 counts a short list's missing places as misses; *_precision_of_returned is "
+                    "the share of returned hits that are right (diagnostic only)",
+            **{name: compare(m, rows) for name, m, rows in (
+                ("24_expressions", means, per), ("24_expressions_detectable", means_d, per_d),
+                ("200_expressions", big_all, big_per), ("200_expressions_detectable", big_det, big_det_per))}}
         info.update({
             "detectable_concepts": len(good), "detectable_rule": "train-split AUC >= 0.9",
             "concept_query_precision_at_10_detectable": means_d.get("calibrated", 0.0),
@@ -322,8 +378,29 @@ def world_part(quick: bool) -> dict[str, Any]:
                     round(float(np.mean([c in t for t in test_truth])), 3)] for j, c in enumerate(concepts)},
             "per_expression_detectable": per_d,
         })
+    info["presence_rules_vs_truth"] = _presence_vs_truth(concepts, test_truth, present_by, idx)
     info["per_expression"] = per
     return info
+
+
+def _presence_vs_truth(concepts: list[str], truth: list[frozenset[str]], present_by: dict[str, np.ndarray],
+                       idx: ConceptIndex) -> dict[str, Any]:
+    """Scoring only (the index never sees labels): how often each rule's "present" is right,
+    per concept on the indexed items, averaged over concepts."""
+    y = np.array([[c in t for c in concepts] for t in truth])
+    out: dict[str, Any] = {"true_base_rate_mean": round(float(y.mean()), 4)}
+    for rule, pres in present_by.items():
+        tp = (pres & y).sum(0)
+        f1 = 2 * tp / np.maximum(pres.sum(0) + y.sum(0), 1)
+        out[rule] = {"share_called_present_mean": round(float(pres.mean()), 4),
+                     "accuracy_mean": round(float((pres == y).mean()), 4),
+                     "f1_mean": round(float(f1.mean()), 4)}
+    if idx.calibration is not None:
+        cut = idx.calibration.present_from_z()
+        out["calibrated_present_from_z"] = {
+            "median": round(float(np.median(cut[np.isfinite(cut)])), 3) if np.isfinite(cut).any() else None,
+            "by_concept": {c: (round(float(v), 3) if np.isfinite(v) else None) for c, v in zip(concepts, cut)}}
+    return out
 
 
 def _auc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -372,7 +449,7 @@ def main() -> int:
     if part in ("all", "world"):
         result["world"] = world_part(args.quick)
         skip = ("per_expression", "per_expression_detectable", "concept_auc_train",
-                "present_share_by_mixture_vs_true_base_rate")
+                "present_share_by_mixture_vs_true_base_rate", "presence_rules_vs_truth")
         print(json.dumps({k: v for k, v in result["world"].items() if k not in skip}, indent=2), flush=True)
     elif "world" in previous:
         result["world"] = previous["world"]

@@ -128,16 +128,44 @@ def _gather(embeddings: str | None, model: str | None, images: Sequence[str], me
     return lat, acts, names, None, meta
 
 
-def _print_hits(hits: list[Any], as_json: bool) -> None:
+def _term_text(t: dict[str, Any]) -> str:
+    """``+striped z=+1.20 P=0.97 met``: a concept-expression term of a hit, for the terminal."""
+    parts = [t["term"], f"z={t['z']:+.2f}"]
+    if t.get("p_present") is not None:
+        parts.append(f"P={t['p_present']:.2f}")
+    if t.get("met") is not None:
+        parts.append("met" if t["met"] else "NOT met")
+    elif t.get("present") is not None:
+        parts.append("present" if t["present"] else "absent")
+    return " ".join(parts)
+
+
+def _presence_text(hits: list[Any], threshold: float) -> str | None:
+    rule = next((h.presence for h in hits if getattr(h, "presence", None)), None)
+    if rule == "calibrated":
+        return "present means calibrated P(present) >= 0.5"
+    if rule == "threshold":
+        return f"present means z > {threshold:g}, absent z < {threshold:g}"
+    return None
+
+
+def _print_hits(hits: list[Any], as_json: bool, threshold: float = 0.0) -> None:
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], indent=2))
         return
+    rule = _presence_text(hits, threshold)
+    if rule:
+        click.echo(f"({rule})")
     for rank, h in enumerate(hits, 1):
         name = h.key or h.path or f"#{h.id}"
-        why = ", ".join(f"{c} ({v:+.2f})" for c, v in h.concepts)
-        click.echo(f"{rank:>3}. {name}  id={h.id}  score={h.score:.4f}")
-        if why:
-            click.echo(f"     because: {why}")
+        status = "" if h.matched is None else ("  matched" if h.matched else "  NOT matched")
+        click.echo(f"{rank:>3}. {name}  id={h.id}  score={h.score:.4f}{status}")
+        if h.terms:
+            click.echo("     terms: " + "; ".join(_term_text(t) for t in h.terms))
+        else:
+            why = ", ".join(f"{c} ({v:+.2f})" for c, v in h.concepts)
+            if why:
+                click.echo(f"     because: {why}")
 
 
 def register(cli: click.Group) -> None:
@@ -215,11 +243,26 @@ def register(cli: click.Group) -> None:
     @click.option("--where", multiple=True, help="Metadata filter: field=value, field>3 ... (repeatable).")
     @click.option("--model", type=click.Path(exists=True, file_okay=False),
                   help="Model dir or ONNX bundle (default: the one the index was built with).")
+    @click.option("--presence", type=click.Choice(["calibrated", "threshold"]), default=None,
+                  help="With --concepts: what 'present' means. calibrated: P(present) >= 0.5 under the index's "
+                       "presence calibration; threshold: z-score above --threshold (the earlier rule). "
+                       "Default: the index's presence_rule (calibrated unless set otherwise).")
+    @click.option("--threshold", type=float, default=None,
+                  help="With --concepts: the z threshold (default: the index's, 0); implies --presence threshold "
+                       "unless --presence is given.")
+    @click.option("--strict/--no-strict", default=True, show_default=True,
+                  help="With --concepts: only items matching every +/- term, or rank every item (--no-strict).")
+    @click.option("--ranking", type=click.Choice(["calibrated", "margin"]), default="calibrated", show_default=True,
+                  help="With --concepts: joint probability, or the earlier weakest z-margin.")
     @click.option("--json", "as_json", is_flag=True)
     def search(index_dir: str, expression: str | None, text: str | None, image: str | None, like: int | None,
                add_c: tuple[str, ...], remove_c: tuple[str, ...], k: int, where: tuple[str, ...],
-               model: str | None, as_json: bool) -> None:
-        """Search by concepts, text, image or example (with concept edits)."""
+               model: str | None, presence: str | None, threshold: float | None, strict: bool, ranking: str,
+               as_json: bool) -> None:
+        """Search by concepts, text, image or example (with concept edits).
+
+        Concept hits say whether they matched and, per term, the z-score, P(present) and
+        whether the term is met."""
         from ceir_sdk.index import ConceptIndex, load_encoder
 
         modes = [m for m in (expression, text, image, like) if m is not None]
@@ -227,12 +270,16 @@ def register(cli: click.Group) -> None:
             raise BadInputError("give exactly one of --concepts, --text, --image, --like")
         if (add_c or remove_c) and like is None:
             raise BadInputError("--add/--remove edit the concepts of an example: use them with --like ID")
+        if expression is None and (presence is not None or threshold is not None or not strict
+                                   or ranking != "calibrated"):
+            raise BadInputError("--presence, --threshold, --no-strict and --ranking apply to --concepts queries")
         idx = ConceptIndex.load(index_dir)
         if model is not None:
             idx.encoder = load_encoder(model)
         flt = _parse_where(where)
         if expression is not None:
-            hits = idx.search_concepts(expression, k, where=flt)
+            hits = idx.search_concepts(expression, k, where=flt, threshold=threshold, ranking=ranking,
+                                       strict=strict, presence=presence)
         elif text is not None:
             hits = idx.search_text(text, k, where=flt)[0]
         elif image is not None:
@@ -240,7 +287,11 @@ def register(cli: click.Group) -> None:
         else:
             assert like is not None
             hits = idx.search_like(like, k, add=add_c, remove=remove_c, where=flt)
-        _print_hits(hits, as_json)
+        _print_hits(hits, as_json, idx.presence_threshold if threshold is None else threshold)
+        if expression is not None and strict and len(hits) < k:
+            click.echo(f"only {len(hits)} items{' (within --where)' if flt else ''} match every + and - term; "
+                       "--no-strict ranks every item" + ("" if presence == "threshold" or threshold is not None
+                                                         else ", --presence threshold uses the z threshold"), err=True)
 
     @index.command()
     @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))

@@ -15,6 +15,11 @@ modelled, without labels, as a 1-D Gaussian mixture fitted by EM:
 Gaussian tails would otherwise make a stronger activation *less* convincing.
 Log-probabilities are computed in the log domain, so near-certain items still rank apart.
 
+A concept is **present** in an item when ``P(present) >= PRESENT_PROBABILITY`` (0.5): the
+same probabilities decide what an expression matches and how matches rank. Because P is
+non-decreasing in z, this amounts to one z cut-off per concept (:meth:`present_from_z`),
+usually well above 0 for a rare concept.
+
 Stored as JSON (``calibration.json`` in an index version; no pickle), with a version number.
 """
 
@@ -36,6 +41,8 @@ METHOD = "gaussian-mixture-top-component"
 N_COMPONENTS = 3
 MIN_ITEMS = 50  # fewer items than this: no fit (ranking falls back to margins)
 MAX_FIT_SAMPLES = 100_000  # per concept; a seeded sample above this
+PRESENT_PROBABILITY = 0.5  # a concept is present when P(present) >= this (absent below it)
+LOG_PRESENT_PROBABILITY = math.log(PRESENT_PROBABILITY)
 REFIT_FRACTION = 0.1  # refit automatically once this share of items changed since the fit
 SD_FLOOR = 0.05  # in z units; keeps a component from collapsing onto a few equal values
 _LOG_2PI = math.log(2 * math.pi)
@@ -173,6 +180,18 @@ class PresenceCalibration:
             cache[j] = (grid, np.maximum.accumulate(comp[:, -1] - tot),
                         np.minimum.accumulate(_logsumexp(comp[:, :-1]) - tot))
         return cache[j]
+
+    def present_from_z(self) -> np.ndarray:
+        """Per concept (C,), the lowest z-score at which it counts as present (P(present) >= 0.5),
+        located on the envelope grid (about 1/500 of the mixture's range); +inf if never."""
+        out = np.full(len(self.concepts), np.inf)
+        for j in range(len(self.concepts)):
+            grid, _, _ = self._envelope(j)
+            lp, _ = self.log_presence(grid[:, None], [j])
+            hit = np.flatnonzero(lp[:, 0] >= LOG_PRESENT_PROBABILITY)
+            if len(hit):
+                out[j] = grid[hit[0]]
+        return out
 
     def presence(self, activations: np.ndarray) -> np.ndarray:
         """P(present) for every concept: (N, C)."""

@@ -23,7 +23,14 @@ import numpy as np
 from ceir_sdk._version import __version__
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 from ceir_sdk.index import persist
-from ceir_sdk.index.calibration import CALIBRATION_FILE, MIN_ITEMS, N_COMPONENTS, PresenceCalibration
+from ceir_sdk.index.calibration import (
+    CALIBRATION_FILE,
+    LOG_PRESENT_PROBABILITY,
+    MIN_ITEMS,
+    N_COMPONENTS,
+    PRESENT_PROBABILITY,
+    PresenceCalibration,
+)
 from ceir_sdk.index.encoder import Encoder, as_encoder, load_encoder
 from ceir_sdk.index.explain import name_clusters, shared_concepts, top_concepts
 from ceir_sdk.index.expression import ConceptQuery, UnknownConceptError, parse_expression
@@ -32,6 +39,9 @@ from ceir_sdk.index.vectors import VectorStore, choose_factory, train_sample_siz
 
 Where = Mapping[str, Any] | None
 RANKINGS = ("calibrated", "margin")
+# What "present" means for matching: "calibrated" = P(present) >= 0.5 under the index's
+# presence calibration (z threshold when there is none); "threshold" = z above the threshold.
+PRESENCE_RULES = ("calibrated", "threshold")
 log = logging.getLogger(__name__)
 
 
@@ -39,9 +49,12 @@ log = logging.getLogger(__name__)
 class Hit:
     """One result: the item, its score (higher is better) and the concepts behind the match.
 
-    Concept-expression hits also say whether the item ``matched`` (every + concept above the
-    presence threshold, every - concept below it) and, per term, its z-score, calibrated
-    P(present) and whether that term is met (``terms``).
+    Concept-expression hits also say whether the item ``matched`` (every + concept present,
+    every - concept absent), which rule decided presence (``presence``: "calibrated", i.e.
+    P(present) >= 0.5, or "threshold", i.e. z above the threshold) and, per term
+    (``terms``), its z-score, calibrated P(present) (None without a calibration), whether
+    the concept counts as ``present`` under that rule, and whether the term is ``met``
+    (None for unsigned terms). ``matched`` is exactly "every signed term met".
     """
 
     id: int
@@ -52,12 +65,14 @@ class Hit:
     fields: dict[str, Any] = field(default_factory=dict)
     matched: bool | None = None
     terms: list[dict[str, Any]] = field(default_factory=list)
+    presence: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "score": self.score, "key": self.key, "path": self.path,
                "fields": self.fields, "concepts": [[c, v] for c, v in self.concepts]}
         if self.matched is not None:
             out["matched"] = self.matched
+            out["presence"] = self.presence
             out["terms"] = self.terms
         return out
 
@@ -92,6 +107,12 @@ class Shard:
     metadata: Sequence[Mapping[str, Any]] | None = None
 
 
+def _check_rule(rule: Any) -> str:
+    if rule not in PRESENCE_RULES:
+        raise BadInputError(f"presence rule {rule!r} is not one of {', '.join(PRESENCE_RULES)}")
+    return str(rule)
+
+
 def _as_matrix(x: Any, dim: int | None, what: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float32)
     if a.ndim == 1:
@@ -113,10 +134,17 @@ class ConceptIndex:
     ``metric`` is "l2" (score = minus squared distance), "ip" or "cosine". ``factory`` is a
     faiss index-factory string; by default the type is chosen by size when data first
     arrives (see :func:`ceir_sdk.index.vectors.choose_factory`).
+
+    ``presence_rule`` decides when a concept counts as present in an item, for what a concept
+    expression matches: "calibrated" (default), P(present) >= 0.5 under the presence
+    calibration, falling back to ``z > presence_threshold`` while there is no calibration
+    (fewer than 50 items); "threshold", always ``z > presence_threshold`` (the rule before
+    calibration). Saved with the index; a query can override it.
     """
 
     def __init__(self, dim: int, concepts: Sequence[str] = (), *, metric: str = "l2", factory: str | None = None,
-                 encoder: Any = None, use_gpu: bool | None = None, presence_threshold: float = 0.0) -> None:
+                 encoder: Any = None, use_gpu: bool | None = None, presence_threshold: float = 0.0,
+                 presence_rule: str = "calibrated") -> None:
         if int(dim) <= 0:
             raise BadInputError(f"dim must be positive, got {dim}")
         concepts = [str(c) for c in concepts]
@@ -127,6 +155,7 @@ class ConceptIndex:
         self.metric = metric
         self.factory = factory
         self.presence_threshold = float(presence_threshold)
+        self._presence_rule = _check_rule(presence_rule)
         self.encoder_ref: dict[str, Any] | None = None
         self._encoder: Encoder | None = as_encoder(encoder) if encoder is not None else None
         self._use_gpu = use_gpu
@@ -150,10 +179,11 @@ class ConceptIndex:
               ids: Any = None, metadata: Sequence[Mapping[str, Any]] | None = None, metric: str = "l2",
               factory: str | None = None, shard_size: int = 100_000, tune: bool = True,
               target_recall: float = 0.97, encoder: Any = None, use_gpu: bool | None = None, seed: int = 0,
-              progress: bool = True) -> ConceptIndex:
+              progress: bool = True, presence_rule: str = "calibrated") -> ConceptIndex:
         """Choose the index type by size, train on a sample, add in shards, tune nprobe."""
         x = _as_matrix(latents, None, "latents")
-        index = cls(x.shape[1], concepts, metric=metric, factory=factory, encoder=encoder, use_gpu=use_gpu)
+        index = cls(x.shape[1], concepts, metric=metric, factory=factory, encoder=encoder, use_gpu=use_gpu,
+                    presence_rule=presence_rule)
         index.train(x, seed=seed, expected_size=len(x))
         from tqdm.auto import tqdm
 
@@ -172,12 +202,13 @@ class ConceptIndex:
     @classmethod
     def from_shards(cls, shards: Iterable[Shard | Mapping[str, Any]], dim: int, concepts: Sequence[str] = (), *,
                     expected_size: int, metric: str = "l2", factory: str | None = None, tune: bool = True,
-                    target_recall: float = 0.97, seed: int = 0, progress: bool = True) -> ConceptIndex:
+                    target_recall: float = 0.97, seed: int = 0, progress: bool = True,
+                    presence_rule: str = "calibrated") -> ConceptIndex:
         """Build from an iterable of shards: buffer shards until the training sample is full,
         train, then add shard by shard (memory stays near one sample plus one shard)."""
         from tqdm.auto import tqdm
 
-        index = cls(dim, concepts, metric=metric, factory=factory)
+        index = cls(dim, concepts, metric=metric, factory=factory, presence_rule=presence_rule)
         index.factory = factory or choose_factory(expected_size, dim)
         need = max(1, train_sample_size(index.factory, expected_size))
         pending: list[Shard] = []
@@ -322,6 +353,15 @@ class ConceptIndex:
             self.calibration.changed_since_fit += int(n_items)
 
     # -- presence calibration ----------------------------------------------------------
+    @property
+    def presence_rule(self) -> str:
+        """What "present" means for matching: "calibrated" or "threshold" (see the class doc)."""
+        return self._presence_rule
+
+    @presence_rule.setter
+    def presence_rule(self, rule: str) -> None:
+        self._presence_rule = _check_rule(rule)
+
     def calibrate(self, activations: Any = None, *, n_components: int = N_COMPONENTS, seed: int = 0
                   ) -> PresenceCalibration:
         """Fit the label-free presence calibration (see :mod:`ceir_sdk.index.calibration`).
@@ -504,39 +544,66 @@ class ConceptIndex:
 
     def search_concepts(self, expression: str | ConceptQuery, k: int = 10, *, where: Where = None,
                         threshold: float | None = None, ranking: str = "calibrated",
-                        strict: bool = True) -> list[Hit]:
+                        strict: bool = True, presence: str | None = None) -> list[Hit]:
         """Items most likely to show the + concepts and lack the - ones.
 
-        What matches is unchanged: every + concept above the presence threshold, every -
-        concept below it (``threshold``, default ``index.presence_threshold``). How matches
-        rank: ``ranking="calibrated"`` (default) by the joint log-probability of the terms
-        under the index's label-free presence calibration (every concept on one probability
-        scale); ``ranking="margin"``, the earlier scoring, by the weakest margin in z units
-        (also what "calibrated" falls back to below 50 items, too few to calibrate).
-        ``strict=False`` ranks every item by probability, matched or not (``hit.matched``
-        tells). Each hit lists, per term, its z-score, P(present) and whether it is met.
+        What matches (``strict=True``): every + concept present and every - concept absent,
+        where present follows ``presence`` (default ``index.presence_rule``): "calibrated",
+        P(present) >= 0.5 under the index's label-free presence calibration (the probability
+        the ranking uses), or "threshold", z above ``threshold`` (default
+        ``index.presence_threshold``; absent means below it). Giving ``threshold`` without
+        ``presence`` selects "threshold". "calibrated" falls back to the z threshold when
+        the index has no calibration (fewer than 50 items); ``hit.presence`` says which rule
+        decided. How matches rank: ``ranking="calibrated"`` (default) by the joint
+        log-probability of the terms (every concept on one probability scale);
+        ``ranking="margin"``, the earlier scoring, by the weakest margin over the z threshold
+        (also what "calibrated" falls back to without a calibration); ties by the margin.
+        ``strict=False`` ranks every item, matched or not (``hit.matched`` tells). Each hit
+        lists, per term, its z-score, P(present), whether it is present and whether it is met.
+        The earlier behaviour as a whole: ``presence="threshold", ranking="margin"``.
         """
         if ranking not in RANKINGS:
             raise BadInputError(f"ranking {ranking!r} is not one of {', '.join(RANKINGS)}")
+        rule = _check_rule(presence) if presence is not None else (
+            "threshold" if threshold is not None else self.presence_rule)
         query = expression if isinstance(expression, ConceptQuery) else self.parse(expression)
         for t in query.terms:
             if t.concept not in self.concepts:
                 raise UnknownConceptError(f"unknown concept {t.concept!r}; see `ceir index info` for the list")
         self._check_k(k)
         with self._lock:
-            thr = self.presence_threshold if threshold is None else threshold
-            margin, matched = query.evaluate(self._acts, self.concepts, thr)
+            thr = self.presence_threshold if threshold is None else float(threshold)
+            thr_arr = np.broadcast_to(np.asarray(thr, dtype=np.float32), (len(self.concepts),))
+            margin, _ = query.evaluate(self._acts, self.concepts, thr_arr)
             col = {c: j for j, c in enumerate(self.concepts)}
             cols = [col[t.concept] for t in query.terms]
-            cal = self._calibrate_if_possible() if ranking == "calibrated" else self.calibration
+            z = self._acts[:, cols]
+            need = ranking == "calibrated" or rule == "calibrated"
+            cal = self._calibrate_if_possible() if need else self.calibration
             lp = lq = None
             if cal is not None:
-                lp, lq = cal.log_presence(self._acts[:, cols], cols)
+                lp, lq = cal.log_presence(z, cols)
+            used = "calibrated" if rule == "calibrated" and lp is not None else "threshold"
+            # (N, T): the concept of each term present, and each term met; one rule for both
+            if used == "calibrated":
+                assert lp is not None
+                present: np.ndarray = np.asarray(lp >= LOG_PRESENT_PROBABILITY)
+                absent = ~present
+            else:
+                present = np.asarray(z > thr_arr[cols])
+                absent = np.asarray(z < thr_arr[cols])
+            met = np.ones_like(present)
+            for i, t in enumerate(query.terms):
+                if t.occur == "must":
+                    met[:, i] = present[:, i]
+                elif t.occur == "must_not":
+                    met[:, i] = absent[:, i]
+            matched = np.asarray(met.all(axis=1), dtype=bool)
             if ranking == "calibrated" and lp is not None and lq is not None:
                 score = query.joint_log_probability(lp, lq)
-                mask = matched.copy() if strict else np.ones(len(self), dtype=bool)
             else:
-                score, mask = margin.astype(np.float64), matched.copy()
+                score = margin.astype(np.float64)
+            mask = matched.copy() if strict else np.ones(len(self), dtype=bool)
             allowed = self._allowed(where)
             if allowed is not None:
                 mask &= np.isin(self._ids, allowed)
@@ -544,19 +611,16 @@ class ConceptIndex:
             # ties in the score (e.g. items all near-certain) are broken by the margin
             top = rows[np.lexsort((-margin[rows], -score[rows]))[:k]]
             hits = self._hits(self._ids[top], score[top], None, 0)
-            thr_arr = np.broadcast_to(np.asarray(thr, dtype=np.float32), (len(self.concepts),))
             for h, r in zip(hits, top):
                 h.concepts = [(("NOT " if t.occur == "must_not" else "") + t.concept,
-                               round(float(self._acts[r, col[t.concept]]), 4)) for t in query.terms]
+                               round(float(z[r, i]), 4)) for i, t in enumerate(query.terms)]
                 h.matched = bool(matched[r])
-                h.terms = []
-                for i, t in enumerate(query.terms):
-                    z = float(self._acts[r, col[t.concept]])
-                    met = None if t.occur == "should" else (
-                        z > thr_arr[col[t.concept]] if t.occur == "must" else z < thr_arr[col[t.concept]])
-                    h.terms.append({"term": str(t), "concept": t.concept, "z": round(z, 4),
-                                    "p_present": None if lp is None else round(float(np.exp(lp[r, i])), 4),
-                                    "met": None if met is None else bool(met)})
+                h.presence = used
+                h.terms = [{"term": str(t), "concept": t.concept, "z": round(float(z[r, i]), 4),
+                            "p_present": None if lp is None else round(float(np.exp(lp[r, i])), 4),
+                            "present": bool(present[r, i]),
+                            "met": None if t.occur == "should" else bool(met[r, i])}
+                           for i, t in enumerate(query.terms)]
             return hits
 
     def concept_levels(self) -> tuple[np.ndarray, np.ndarray]:
@@ -672,7 +736,8 @@ class ConceptIndex:
             "n_concepts": len(self.concepts), "generation": self.generation,
             "nprobe": None if store is None else store.nprobe, "tuning": self.tuning,
             "gpu": bool(store and store.use_gpu), "encoder": self.encoder_ref,
-            "presence_threshold": self.presence_threshold,
+            "presence_rule": self.presence_rule, "presence_threshold": self.presence_threshold,
+            "present_probability": PRESENT_PROBABILITY,
             "calibration": None if self.calibration is None else self.calibration.summary(),
             "calibration_note": self.calibration_note,
         }
@@ -702,7 +767,8 @@ class ConceptIndex:
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "generation": self.generation, "count": len(self), "dim": self.dim,
                     "metric": self.metric, "factory": self.factory, "concepts": self.concepts,
-                    "presence_threshold": self.presence_threshold, "encoder": self.encoder_ref,
+                    "presence_threshold": self.presence_threshold, "presence_rule": self.presence_rule,
+                    "encoder": self.encoder_ref,
                     "search": {"nprobe": None if self._store is None else self._store.nprobe,
                                "ef_search": None if self._store is None else self._store.ef_search},
                     "tuning": self.tuning,
@@ -744,8 +810,14 @@ class ConceptIndex:
             arrays = load_file(str(vdir / "arrays.safetensors"))
         except Exception as exc:  # safetensors raises its own error types
             raise IncompatibleFileError(f"{vdir / 'arrays.safetensors'} is unreadable: {exc}") from exc
+        threshold = float(m.get("presence_threshold", 0.0))
+        # saved before presence rules existed: "threshold" only where a non-default z threshold was chosen
+        rule = m.get("presence_rule", "threshold" if threshold != 0.0 else "calibrated")
+        if rule not in PRESENCE_RULES:
+            raise IncompatibleFileError(f"{vdir}: presence rule {rule!r} is not one of {', '.join(PRESENCE_RULES)}; "
+                                        "this ceir-sdk may be too old for the index")
         index = cls(int(m["dim"]), m["concepts"], metric=m["metric"], factory=m["factory"], encoder=encoder,
-                    use_gpu=use_gpu, presence_threshold=float(m.get("presence_threshold", 0.0)))
+                    use_gpu=use_gpu, presence_threshold=threshold, presence_rule=rule)
         index._ids = arrays["ids"].astype(np.int64)
         index._acts = arrays["activations"].astype(np.float32).reshape(len(index._ids), len(index.concepts))
         index._meta = MetadataStore.load_from(vdir / "metadata.sqlite")

@@ -14,6 +14,8 @@ from ceir_sdk.errors import BadInputError, IncompatibleFileError
 from ceir_sdk.index import ConceptIndex, parse_expression, persist
 from ceir_sdk.index.calibration import CALIBRATION_FILE, PresenceCalibration, fit_mixture
 
+_DROP_RULE = object()  # a manifest key to leave out, as older versions wrote it
+
 
 def _mix(rng: np.random.Generator, present: np.ndarray, pres: tuple[float, float],
          absent: list[tuple[float, float, float]]) -> np.ndarray:
@@ -97,27 +99,94 @@ def test_calibrated_ranking_puts_items_meeting_every_term_first(seed: int) -> No
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
         assert all(h.matched is not None and len(h.terms) == len(parse_expression(expr).terms) for h in hits)
         assert all(0.0 <= t["p_present"] <= 1.0 for h in hits for t in h.terms)
-    # the z-margin ranking mixes scales ("b" is narrow, "a" has a confusable mode near 1): it does worse here
-    margin = np.mean([cases["+a +b"][h.id] for h in idx.search_concepts("+a +b", 20, ranking="margin")])
-    assert margin < 0.9
+    # the earlier behaviour (z > 0 filter, z-margin ranking) mixes scales ("b" is narrow, "a" has a
+    # confusable mode near 1): it does worse here
+    old = idx.search_concepts("+a +b", 20, ranking="margin", presence="threshold")
+    assert np.mean([cases["+a +b"][h.id] for h in old]) < 0.9
 
 
-def test_threshold_still_decides_what_matches_and_margin_is_the_old_scoring() -> None:
+def _consistent(hits: list, rule: str) -> None:
+    """A hit's matched, per-term present / met and P(present) tell one story."""
+    for h in hits:
+        assert h.presence == rule
+        signed = [t for t in h.terms if t["term"][0] in "+-"]
+        assert h.matched == all(t["met"] for t in signed)
+        for t in h.terms:
+            if t["term"][0] == "+":
+                assert t["met"] == t["present"]
+            elif t["term"][0] == "-":
+                assert t["met"] == (not t["present"]) or (rule == "threshold" and t["z"] == 0.0)
+            else:
+                assert t["met"] is None
+            if rule == "calibrated":
+                assert t["present"] == (t["p_present"] >= 0.5)
+            else:
+                assert t["present"] == (t["z"] > 0)
+
+
+def test_calibrated_presence_decides_what_matches() -> None:
+    acts, truth = _world(0)
+    idx = _index(acts, ["a", "b", "c"])
+    assert idx.presence_rule == "calibrated" and idx.info()["presence_rule"] == "calibrated"
+    p = idx.presence_of(idx.ids)
+    # "a" has a confusable absent mode near z = 1: above z = 0, yet not present by the calibration
+    doubtful = np.flatnonzero((acts[:, 0] > 0) & (acts[:, 0] < 0.5) & (p[:, 0] < 0.5))
+    assert len(doubtful) > 20
+    everyone = idx.search_concepts("+a", len(idx), strict=False)
+    by_id = {h.id: h for h in everyone}
+    for i in doubtful[:20]:
+        h = by_id[int(i)]
+        assert not h.matched and h.terms[0]["met"] is False and h.terms[0]["present"] is False
+        assert 0 < h.terms[0]["z"] < 0.5 and h.terms[0]["p_present"] < 0.5
+    _consistent(everyone, "calibrated")
+    strict = idx.search_concepts("+a", len(idx) // 2)
+    assert not set(doubtful.tolist()) & {h.id for h in strict}
+    # exactly the items the probabilities call present (+a), and absent (-c)
+    want = (p[:, 0] >= 0.5) & (p[:, 2] < 0.5)
+    n_match = int(want.sum())
+    hits = idx.search_concepts("+a -c", n_match)
+    assert sorted(h.id for h in hits) == np.flatnonzero(want).tolist()
+    assert all(h.matched for h in hits)
+    _consistent(hits, "calibrated")
+    # for "-c": z above 0 but P(c) < 0.5 counts as absent (the z rule would have dropped it)
+    above = set(np.flatnonzero(want & (acts[:, 2] > 0)).tolist())
+    assert above and above <= {h.id for h in hits}
+    # the filter agrees with the truth far better than z > 0 does
+    z_rule = idx.search_concepts("+a -c", len(idx), strict=False, presence="threshold")
+    _consistent(z_rule, "threshold")
+    z_matched = np.array([h.id for h in z_rule if h.matched])
+    ok = truth["a"] & ~truth["c"]
+    assert ok[np.flatnonzero(want)].mean() > 0.95 > ok[z_matched].mean()
+
+
+def test_z_threshold_rule_per_index_and_per_query() -> None:
     acts, _ = _world(0)
     acts[:, 2] -= 0.5  # some items with c above the threshold are "absent" by the calibration
     idx = _index(acts, ["a", "b", "c"])
-    strict = idx.search_concepts("+a -c", 300)
-    assert len(strict) == 300 and all(h.matched and acts[h.id, 0] > 0 and acts[h.id, 2] < 0 for h in strict)
-    assert all(t["met"] for h in strict for t in h.terms)
-    loose = idx.search_concepts("+a -c", 300, strict=False)  # every item ranked by probability
-    assert any(not h.matched for h in loose)
-    assert all(h.matched == (acts[h.id, 0] > 0 and acts[h.id, 2] < 0) for h in loose)
-    assert all(h.terms[1]["p_present"] < 0.5 for h in loose)
-    old = idx.search_concepts("+a -c", 10, ranking="margin")
+    z_ok = (acts[:, 0] > 0) & (acts[:, 2] < 0)
+    old = idx.search_concepts("+a -c", 300, presence="threshold")
+    assert len(old) == 300 and all(h.matched and z_ok[h.id] for h in old)
+    _consistent(old, "threshold")
+    loose = idx.search_concepts("+a -c", 300, strict=False, presence="threshold")
+    assert all(h.matched == z_ok[h.id] for h in loose)
+    # a z threshold given with the query selects the threshold rule
+    thr = idx.search_concepts("+a", len(idx), strict=False, threshold=0.3)
+    assert all(h.presence == "threshold" and h.matched == (acts[h.id, 0] > 0.3) for h in thr)
+    assert any(h.matched for h in thr if h.terms[0]["p_present"] < 0.5)
+    # per index: the old rule by default, the calibrated one on request
+    idx.presence_rule = "threshold"
+    assert [h.id for h in idx.search_concepts("+a -c", 50)] == [h.id for h in old[:50]]
+    assert idx.search_concepts("+a -c", 5, presence="calibrated")[0].presence == "calibrated"
+    # the earlier behaviour as a whole: z rule, weakest-margin ranking
+    margin = idx.search_concepts("+a -c", 10, ranking="margin")
     want = np.minimum(acts[:, 0], -acts[:, 2])
-    assert [h.id for h in old] == np.argsort(-want, kind="stable")[:10].tolist()
+    assert [h.id for h in margin] == np.argsort(-want, kind="stable")[:10].tolist()
     with pytest.raises(BadInputError, match="ranking 'fuzzy'"):
         idx.search_concepts("+a", 3, ranking="fuzzy")
+    with pytest.raises(BadInputError, match="presence rule 'probable'"):
+        idx.search_concepts("+a", 3, presence="probable")
+    with pytest.raises(BadInputError, match="presence rule 'z'"):
+        idx.presence_rule = "z"
 
 
 def test_small_index_falls_back_to_margins() -> None:
@@ -127,6 +196,11 @@ def test_small_index_falls_back_to_margins() -> None:
     cal_hits = idx.search_concepts("+a -b", 5)
     assert [h.id for h in cal_hits] == [h.id for h in idx.search_concepts("+a -b", 5, ranking="margin")]
     assert all(t["p_present"] is None for h in cal_hits for t in h.terms)
+    # and "present" falls back to z > threshold, whatever the index's rule says
+    everyone = idx.search_concepts("+a -b", 20, strict=False)
+    _consistent(everyone, "threshold")
+    assert all(h.matched == (acts[h.id, 0] > 0 and acts[h.id, 1] < 0) for h in everyone)
+    assert sum(h.matched for h in everyone) == len(idx.search_concepts("+a -b", 20))
     with pytest.raises(BadInputError, match="fewer than 50"):
         idx.presence_of([0])
     with pytest.raises(BadInputError, match="too few"):
@@ -164,7 +238,69 @@ def test_calibration_round_trips_through_save_and_load(tmp_path: Path) -> None:
     after = back.search_concepts("+a +b -c", 15)
     assert [h.id for h in after] == [h.id for h in before]
     assert [h.score for h in after] == pytest.approx([h.score for h in before])
+    assert [h.terms for h in after] == [h.terms for h in before] and after[0].presence == "calibrated"
     assert back.info()["calibration"]["n_components"] == 3
+    assert manifest["presence_rule"] == "calibrated" and back.presence_rule == "calibrated"
+    idx.presence_rule = "threshold"
+    idx.save(tmp_path / "ix")
+    back = ConceptIndex.load(tmp_path / "ix")
+    assert back.presence_rule == "threshold" and back.info() == idx.info()
+    assert back.search_concepts("+a", 3)[0].presence == "threshold"
+
+
+@pytest.mark.parametrize(("saved", "rule"), [({"presence_rule": _DROP_RULE}, "calibrated"),
+                                             ({"presence_rule": _DROP_RULE, "presence_threshold": 0.25}, "threshold"),
+                                             ({"presence_rule": "sometimes"}, None)])
+def test_presence_rule_of_indexes_saved_before_it(tmp_path: Path, saved: dict[str, object], rule: str | None) -> None:
+    acts, _ = _world(0, n=300)
+    vdir = _index(acts, ["a", "b", "c"]).save(tmp_path / "ix")
+    manifest = json.loads((vdir / persist.MANIFEST).read_text())
+    manifest.update(saved)
+    (vdir / persist.MANIFEST).write_text(json.dumps({k: v for k, v in manifest.items() if v is not _DROP_RULE}))
+    if rule is None:
+        with pytest.raises(IncompatibleFileError, match="presence rule 'sometimes'"):
+            ConceptIndex.load(tmp_path / "ix")
+        return
+    back = ConceptIndex.load(tmp_path / "ix")  # no rule saved: a chosen z threshold keeps the z rule
+    assert back.presence_rule == rule and back.search_concepts("+a", 3)[0].presence == rule
+
+
+def test_cli_concept_search_presence_flags(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from safetensors.numpy import save_file
+
+    from ceir_sdk.cli.main import build
+
+    acts, _ = _world(0, n=800)
+    lat = np.random.default_rng(1).normal(size=(len(acts), 4)).astype(np.float32)
+    emb = tmp_path / "emb.safetensors"
+    save_file({"latent": lat, "concepts": acts}, str(emb), metadata={"concepts": json.dumps(["a", "b", "c"])})
+    cli, runner, ix = build(), CliRunner(), str(tmp_path / "ix")
+    assert runner.invoke(cli, ["index", "build", ix, "--embeddings", str(emb)]).exit_code == 0
+    idx = ConceptIndex.load(ix)
+    p = idx.presence_of(idx.ids)
+
+    def search(*flags: str) -> list[dict]:
+        r = runner.invoke(cli, ["index", "search", ix, "--concepts", "+a -c", "-k", "800", "--json", *flags])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    hits = search()
+    assert {h["id"] for h in hits} == set(np.flatnonzero((p[:, 0] >= 0.5) & (p[:, 2] < 0.5)).tolist())
+    assert all(h["matched"] and h["presence"] == "calibrated" and all(t["met"] for t in h["terms"]) for h in hits)
+    old = search("--presence", "threshold")
+    assert {h["id"] for h in old} == set(np.flatnonzero((acts[:, 0] > 0) & (acts[:, 2] < 0)).tolist())
+    assert {h["id"] for h in search("--threshold", "0.5")} == set(
+        np.flatnonzero((acts[:, 0] > 0.5) & (acts[:, 2] < 0.5)).tolist())
+    everyone = search("--no-strict")
+    assert len(everyone) == 800 and sum(h["matched"] for h in everyone) == len(hits)
+    r = runner.invoke(cli, ["index", "search", ix, "--concepts", "+a -c", "-k", "2"])
+    assert r.exit_code == 0, r.output
+    assert "P(present) >= 0.5" in r.output and "matched" in r.output and "P=" in r.output and "met" in r.output
+    r = runner.invoke(cli, ["index", "search", ix, "--concepts", "+a", "--where", "key=none", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout) == [] and "--no-strict" in r.stderr, r.output
+    r = runner.invoke(cli, ["index", "search", ix, "--like", "3", "-k", "2", "--presence", "threshold"])
+    assert r.exit_code != 0 and "apply to --concepts" in str(r.exception)
 
 
 def _rewrite(vdir: Path, edit_manifest: dict[str, object], drop_file: bool) -> None:

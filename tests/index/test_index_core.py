@@ -62,7 +62,8 @@ def test_metadata_filters_restrict_every_query(collection: dict[str, Any]) -> No
 def test_concept_queries_respect_must_and_must_not(collection: dict[str, Any]) -> None:
     idx = _build(collection)
     acts, col = collection["activations"], {c: i for i, c in enumerate(collection["concepts"])}
-    hits = idx.search_concepts('+striped -water 2*"red fur"', k=20, ranking="margin")  # the earlier scoring
+    # the earlier behaviour: z above / below 0, weakest-margin scoring
+    hits = idx.search_concepts('+striped -water 2*"red fur"', k=20, ranking="margin", presence="threshold")
     assert len(hits) == 20
     for h in hits:
         assert acts[h.id, col["striped"]] > 0 and acts[h.id, col["water"]] <= 0

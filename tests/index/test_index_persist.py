@@ -174,7 +174,11 @@ def test_cli_build_search_cluster_info(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     hits = json.loads(r.output)
     assert len(hits) == 3 and all(h["fields"]["tag"] == 1 for h in hits)
-    assert all(acts[h["id"], 1] > 0 and acts[h["id"], 2] <= 0 for h in hits)
+    assert all(h["matched"] and h["terms"][0]["p_present"] >= 0.5 > h["terms"][1]["p_present"] for h in hits)
+    r = runner.invoke(cli, ["index", "search", ix, "--concepts", "+c1 -c2", "-k", "3", "--presence", "threshold",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    assert all(acts[h["id"], 1] > 0 and acts[h["id"], 2] <= 0 for h in json.loads(r.output))
     r = runner.invoke(cli, ["index", "search", ix, "--like", "5", "-k", "2"])
     assert r.exit_code == 0 and "because:" in r.output, r.output
     r = runner.invoke(cli, ["index", "search", ix, "--concepts", "+zebra"])
