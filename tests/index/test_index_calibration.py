@@ -159,6 +159,16 @@ def test_calibrated_presence_decides_what_matches() -> None:
     assert ok[np.flatnonzero(want)].mean() > 0.95 > ok[z_matched].mean()
 
 
+def test_calibrated_presence_is_one_z_cut_per_concept() -> None:
+    acts, _ = _world(1)
+    idx = _index(acts, ["a", "b", "c"])
+    assert idx.calibration is not None
+    cut = idx.calibration.present_from_z()
+    assert np.all(cut > 0.3)  # well above z = 0 for these rare concepts with confusable modes
+    p = idx.presence_of(idx.ids)
+    assert np.mean((acts >= cut[None, :]) == (p >= 0.5)) > 0.999  # up to the grid's resolution
+
+
 def test_z_threshold_rule_per_index_and_per_query() -> None:
     acts, _ = _world(0)
     acts[:, 2] -= 0.5  # some items with c above the threshold are "absent" by the calibration
