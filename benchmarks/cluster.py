@@ -121,9 +121,16 @@ def explain_precision_at_5(model: Any, features: np.ndarray, truth: list[Any]) -
 
 
 def cluster_name_accuracy(model: Any, features: np.ndarray, labels: np.ndarray, truth: list[Any], k: int,
-                          top_true: int = 5) -> float:
+                          top_true: int = 5, parts: dict[str, frozenset[str]] | None = None,
+                          atomic_truth: list[Any] | None = None) -> float:
     """Share of clusters whose top-named concept is among the top_true most frequent true concepts
-    of the cluster's majority class (counted over that class's images in the cluster)."""
+    of the cluster's majority class (counted over that class's images in the cluster).
+
+    With ``parts`` and ``atomic_truth`` (a diagnostic reading, not the issue's figure): a
+    descriptive name ("red dotted round") counts when every part it asserts is among the
+    top_true most frequent atomic concepts. The strict reading ranks the name against ~30 true
+    phrases per image, where three-part descriptions are always rarer than their parts.
+    """
     result = model.cluster(features=features, k=k, seed=0, progress=False)
     hits = []
     for c in range(result.k):
@@ -131,12 +138,15 @@ def cluster_name_accuracy(model: Any, features: np.ndarray, labels: np.ndarray, 
         if len(members) == 0 or not result.names[c]:
             continue
         majority = np.bincount(labels[members]).argmax()
+        source = truth if atomic_truth is None else atomic_truth
         counts: dict[str, int] = {}
         for i in members[labels[members] == majority]:
-            for concept in truth[i]:
+            for concept in source[i]:
                 counts[concept] = counts.get(concept, 0) + 1
-        frequent = sorted(counts, key=lambda x: -counts[x])[:top_true]
-        hits.append(result.names[c][0][0] in frequent)
+        frequent = set(sorted(counts, key=lambda x: -counts[x])[:top_true])
+        top = result.names[c][0][0]
+        needed = (parts or {}).get(top, frozenset({top})) if atomic_truth is not None else frozenset({top})
+        hits.append(needed <= frequent)
     return float(np.mean(hits))
 
 
@@ -154,12 +164,15 @@ def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], i
         x_te, y_te, truth = _world_features(backbone, world, "test", n_test)
         # descriptive concepts ("red dotted") are true where all their parts are
         parts = description_parts(world)
+        atomic_truth = truth
         truth = [expand_truth(frozenset(t), parts) for t in truth]
         concepts = oracle_concepts(world, include_class_names=include_class_names, descriptive=descriptive)
         report, models = evaluate_protocol(x_tr, x_te, y_te, concepts, k=world.num_classes, backbone=backbone,
                                            seeds=seeds, concept_template=concept_template)
         report["explain_precision_at_5"] = explain_precision_at_5(models[0], x_te[:n_explain], truth[:n_explain])
         report["cluster_name_accuracy"] = cluster_name_accuracy(models[0], x_te, y_te, truth, world.num_classes)
+        report["cluster_name_accuracy_by_parts"] = cluster_name_accuracy(
+            models[0], x_te, y_te, truth, world.num_classes, parts=parts, atomic_truth=atomic_truth)
         report["label_information"] = label_information(include_class_names=include_class_names)
         report["concept_set"] = {"n_given": len(concepts), "descriptive_phrases": descriptive,
                                  "concept_template": concept_template}
@@ -319,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         result["explain_precision_at_5"] = w10["explain_precision_at_5"]["present"]
         result["explain_precision_at_5_any_sign"] = w10["explain_precision_at_5"]["any_sign"]
         result["cluster_name_accuracy"] = float(np.mean([result[d]["cluster_name_accuracy"] for d in WORLD_DOMAINS]))
+        result["cluster_name_accuracy_by_parts"] = float(
+            np.mean([result[d]["cluster_name_accuracy_by_parts"] for d in WORLD_DOMAINS]))
         result["quality_bar_met"] = all(
             result[d]["ceir"][m] > result[d]["raw_kmeans"][m] for d in WORLD_DOMAINS for m in ("nmi_mean", "acc_mean"))
     except Exception as exc:  # say plainly what did not run

@@ -24,6 +24,8 @@ from ceir_sdk.model.fileio import (
     sha256_bytes,
     tensors_to_bytes,
 )
+from ceir_sdk.model.presence import METHOD as PRESENCE_METHOD
+from ceir_sdk.model.presence import fit_presence_thresholds, thresholds_from_json
 
 FORMAT = "ceir-model"
 FORMAT_VERSION = 1
@@ -115,6 +117,7 @@ class CEIRModel:
         self.concept_template = concept_template
         self.latent_model: Any = None
         self._text_embeddings: np.ndarray | None = None  # (C, D) L2-normalised, kept concepts
+        self.presence_thresholds: np.ndarray | None = None  # (C,) see ceir_sdk.model.presence
         self._head: Any = None
         self.label_information: dict[str, Any] = {}
         self.provenance: dict[str, Any] = {}
@@ -245,12 +248,13 @@ class CEIRModel:
         from ceir_sdk.plugins import get_latent_model
 
         t0 = time.perf_counter()
+        z_tr = self.bottleneck.transform(x_tr)
         latent = get_latent_model(self.latent_name, **self.latent_options)
-        latent.fit(
-            self.bottleneck.transform(x_tr), x_val=self.bottleneck.transform(x_val),
-            seed=self.seed, progress=progress,
-        )
+        latent.fit(z_tr, x_val=self.bottleneck.transform(x_val), seed=self.seed, progress=progress)
         latent_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.presence_thresholds = fit_presence_thresholds(z_tr, self.concepts, seed=self.seed)
+        presence_s = time.perf_counter() - t0
         self.latent_model = latent
         self._head = None
         self.label_information = dict(label_information or {
@@ -268,7 +272,8 @@ class CEIRModel:
             "concepts_given": len(phrases),
             "bottleneck": self.bottleneck.report.as_dict(),
             "latent_history": getattr(latent, "history", {}),
-            "timings_s": {"concept_text": text_s, "bottleneck": bottleneck_s, "latent": latent_s},
+            "timings_s": {"concept_text": text_s, "bottleneck": bottleneck_s, "latent": latent_s,
+                          "presence": presence_s},
         }
         return self
 
@@ -365,7 +370,8 @@ class CEIRModel:
         attr, f_x, f_0, steps = integrated_gradients(encoder, z, u, tolerance=tolerance)
         concepts = self.concepts
         return [
-            Explanation(concepts, attr[i], z[i], float(f_x[i]), float(f_0[i]), label, steps)
+            Explanation(concepts, attr[i], z[i], float(f_x[i]), float(f_0[i]), label, steps,
+                        self.presence_thresholds)
             for i in range(len(z))
         ]
 
@@ -411,6 +417,7 @@ class CEIRModel:
             "seed": self.seed,
             "val_fraction": self.val_fraction,
             "concept_template": self.concept_template,
+            "presence": {"method": PRESENCE_METHOD, "thresholds": self.presence_thresholds},
             "label_information": self.label_information,
             "provenance": self.provenance,
             "files": {WEIGHTS_FILE: {"sha256": sha256_bytes(data)}},
@@ -470,6 +477,8 @@ class CEIRModel:
             raise IncompatibleFileError(f"{what}: weights do not match config.json ({exc})") from exc
         model._text_embeddings = text
         model.latent_model = latent
+        # Models saved before presence calibration have none: concepts then count above z = 0.
+        model.presence_thresholds = thresholds_from_json((cfg.get("presence") or {}).get("thresholds"), len(concepts))
         model.label_information = dict(cfg.get("label_information", {}))
         model.provenance = dict(cfg.get("provenance", {}))
         return model

@@ -37,6 +37,16 @@ class Explanation:
     baseline_output: float
     target: str
     steps: int
+    # (C,) z-score from which each concept counts as present (ceir_sdk.model.presence);
+    # None: above the training mean (z > 0), as models saved before calibration had it.
+    presence_thresholds: np.ndarray | None = None
+
+    @property
+    def present(self) -> np.ndarray:
+        """(C,) bool: which concepts the image shows."""
+        if self.presence_thresholds is None:
+            return np.asarray(self.activations > 0)
+        return np.asarray(self.activations >= self.presence_thresholds)
 
     @property
     def completeness_error(self) -> float:
@@ -46,8 +56,8 @@ class Explanation:
     def top(self, k: int = 5, *, sign: str = "positive") -> list[tuple[str, float, bool]]:
         """(phrase, contribution, present) for the k largest contributions of a sign.
 
-        ``present`` is False when the concept is below its mean in this image; such a
-        concept reads "NOT <phrase>". sign: "positive", "negative" or "abs".
+        ``present`` is False when the image does not show the concept (see :attr:`present`);
+        such a concept reads "NOT <phrase>". sign: "positive", "negative" or "abs".
         """
         c = self.contributions
         if sign == "positive":
@@ -60,20 +70,18 @@ class Explanation:
             order = np.argsort(-np.abs(c))
         else:
             raise ValueError(f"sign must be 'positive', 'negative' or 'abs', not {sign!r}")
-        return [(self.concepts[i], float(c[i]), bool(self.activations[i] > 0)) for i in order[:k]]
+        present = self.present
+        return [(self.concepts[i], float(c[i]), bool(present[i])) for i in order[:k]]
 
     def top_present(self, k: int = 5) -> list[tuple[str, float]]:
-        """The k concepts present in the image (z > 0) that push the output up the most."""
-        c = np.where(self.activations > 0, self.contributions, -np.inf)
+        """The k concepts present in the image that push the output up the most."""
+        c = np.where(self.present, self.contributions, -np.inf)
         order = [i for i in np.argsort(-c) if np.isfinite(c[i]) and c[i] > 0][:k]
         return [(self.concepts[i], float(self.contributions[i])) for i in order]
 
     def labelled(self, k: int = 10) -> list[tuple[str, float]]:
         """The k largest |contributions| with "NOT " before absent concepts, for display."""
-        return [
-            (phrase if present else f"NOT {phrase}", value)
-            for phrase, value, present in self.top(k, sign="abs")
-        ]
+        return [(phrase if present else f"NOT {phrase}", value) for phrase, value, present in self.top(k, sign="abs")]
 
     def as_dict(self, k: int = 10) -> dict[str, Any]:
         return {
