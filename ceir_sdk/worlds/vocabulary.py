@@ -41,7 +41,7 @@ DARK_COLOURS: Final[frozenset[str]] = frozenset({"black", "brown", "purple", "bl
 PATTERNS: Final[tuple[str, ...]] = ("plain", "striped", "dotted", "checkered")
 
 # Bounding radius of the object in normalised image coordinates ([-1, 1] across the image).
-SIZES: Final[dict[str, float]] = {"small": 0.32, "medium": 0.48, "large": 0.66}
+SIZES: Final[dict[str, float]] = {"small": 0.38, "medium": 0.55, "large": 0.72}
 
 SCENES: Final[tuple[str, ...]] = (
     "grass",
