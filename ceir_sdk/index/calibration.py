@@ -122,7 +122,7 @@ class PresenceCalibration:
 
     @classmethod
     def fit(cls, activations: np.ndarray, concepts: Sequence[str], *, n_components: int = N_COMPONENTS,
-            source: str = "index", seed: int = 0) -> PresenceCalibration:
+            source: str = "index", seed: int = 0, max_iter: int = 300, tol: float = 1e-7) -> PresenceCalibration:
         a = np.asarray(activations, dtype=np.float64)
         if a.ndim != 2 or a.shape[1] != len(concepts):
             raise ValueError(f"activations of shape {a.shape} for {len(concepts)} concepts")
@@ -133,7 +133,7 @@ class PresenceCalibration:
         c, k = len(concepts), int(n_components)
         w, mu, sd, ll = np.zeros((c, k)), np.zeros((c, k)), np.zeros((c, k)), np.zeros(c)
         for j in range(c):
-            w[j], mu[j], sd[j], ll[j] = fit_mixture(a[:, j], k)
+            w[j], mu[j], sd[j], ll[j] = fit_mixture(a[:, j], k, max_iter=max_iter, tol=tol)
         return cls(list(concepts), w, mu, sd, len(activations), source, 0, ll)
 
     @property
