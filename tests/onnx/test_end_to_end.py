@@ -176,3 +176,32 @@ def test_index_queries_where_torch_cannot_be_imported(fitted: dict[str, Any], tm
     for name, ref in (("text", ref_text), ("like", ref_like)):
         assert [i for i, _ in got[name]] == [h.id for h in ref]
         np.testing.assert_allclose([s for _, s in got[name]], [h.score for h in ref], atol=1e-4, rtol=1e-4)
+
+
+def test_runtime_explanations_use_the_models_presence_thresholds(fitted: dict[str, Any], tmp_path: Path) -> None:
+    """The bundle carries the fitted model's presence thresholds, so a deployed explanation lists
+    the same present concepts as CEIRModel.explain."""
+    from ceir_onnx.export import export_model_dir
+    from ceir_onnx.runtime import Runtime
+
+    from ceir_sdk.model import CEIRModel
+
+    model_dir = tmp_path / "model"
+    fitted["model"].save(model_dir)
+    model = CEIRModel.load(model_dir, backbone=fitted["backbone"])
+    feats = fitted["backbone"].encode_images(fitted["images"], progress=False)
+    z = model.encode_features(feats, output="concepts")
+    # Thresholds that split each concept's held-out activations (fitting needs more images than here).
+    model.presence_thresholds = np.quantile(z, 0.6, axis=0).astype(np.float32)
+    model.presence_thresholds[0] = np.inf  # a concept that is never present survives JSON
+    model.save(model_dir)
+    bundle = export_model_dir(model_dir, tmp_path / "bundle", progress=False)
+    rt = Runtime(bundle, providers="cpu", precision="fp32")
+    np.testing.assert_array_equal(rt.presence_thresholds, model.presence_thresholds)
+    ours = rt.explain(concepts=z)
+    theirs = model.explain(features=feats, progress=False)
+    for mine, ref in zip(ours, theirs, strict=True):
+        shown = {c for c, p in zip(ref.concepts, ref.present, strict=True) if p}
+        assert {c for c, _ in mine.present} == shown
+        assert model.concepts[0] not in shown
+    assert any(e.present for e in ours) and any(len(e.present) < len(model.concepts) for e in ours)

@@ -59,6 +59,8 @@ class ExportParts:
     # torch module: z-scored concepts (B, C) -> latent mean (B, L); default: head_module.latent
     latent_module: Any = None
     model_info: dict[str, Any] = field(default_factory=dict)  # backbone spec, latent model, provenance
+    # (C,) z-score from which each concept counts as present (ceir_sdk.model.presence); None: z > 0
+    presence_thresholds: np.ndarray | None = None
 
 
 def _image_graph_module(parts: ExportParts) -> Any:
@@ -350,6 +352,9 @@ def export_bundle(
             "agreement_inputs": {"source": source, "n": len(pixels), "batch_size": AGREEMENT_BATCH},
             "concepts_file": "concepts.json",
             "concept_embeddings_file": "concepts.safetensors",
+            # JSON has no infinity: null marks a concept that is never present.
+            "presence_thresholds": None if parts.presence_thresholds is None else [
+                float(t) if np.isfinite(t) else None for t in np.asarray(parts.presence_thresholds, np.float64)],
             "files": {p.relative_to(stage).as_posix(): file_entry(p) for p in files},
         }
         write_json(stage / MANIFEST, manifest)
@@ -378,6 +383,7 @@ def parts_from_model(model: Any) -> ExportParts:
         text_module=modules.get("text"),
         latent_module=model.latent_model.encoder_module(),
         model_info=info,
+        presence_thresholds=getattr(model, "presence_thresholds", None),
     )
 
 

@@ -18,7 +18,7 @@ import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +56,12 @@ class Embeddings:
 
 @dataclass
 class Explanation:
-    """The concepts an image shows most (``top``) and least (``absent``), by z-score."""
+    """The concepts an image shows most (``top``) and least (``absent``), by z-score, and all the
+    concepts it shows (``present``: at or above the model's presence threshold, strongest first)."""
 
     top: list[tuple[str, float]]
     absent: list[tuple[str, float]]
+    present: list[tuple[str, float]] = field(default_factory=list)
 
 
 class Runtime:
@@ -96,6 +98,10 @@ class Runtime:
         self.last_skipped: list[tuple[int, str]] = []
         self.preprocess_config = PreprocessConfig.from_dict(self.manifest["preprocess"])
         self.concepts: list[str] = json.loads((self.root / self.manifest["concepts_file"]).read_text("utf-8"))
+        # The fitted model's per-concept presence thresholds; bundles without them: z > 0.
+        saved = self.manifest.get("presence_thresholds")
+        self.presence_thresholds: np.ndarray | None = None if saved is None else np.array(
+            [np.inf if t is None else float(t) for t in saved], dtype=np.float32)
         self.concept_text_embeddings = load_file(str(self.root / self.manifest["concept_embeddings_file"]))[
             "concept_text_embeddings"
         ]
@@ -279,10 +285,12 @@ class Runtime:
         result = []
         for row in acts:
             order = np.argsort(-row, kind="stable")
+            shown = row >= self.presence_thresholds if self.presence_thresholds is not None else row > 0
             result.append(
                 Explanation(
                     top=[(self.concepts[i], float(row[i])) for i in order[:top_k]],
                     absent=[(f"NOT {self.concepts[i]}", float(row[i])) for i in order[::-1][:top_k]],
+                    present=[(self.concepts[i], float(row[i])) for i in order if shown[i]],
                 )
             )
         return result
