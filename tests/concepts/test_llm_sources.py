@@ -223,15 +223,22 @@ def test_plugin_entry_points_import_no_vendor_sdk(module: str) -> None:
     assert out.stdout.strip() == ""
 
 
-def test_ctrl_c_keeps_the_replies_that_arrived(fake_keys: dict, make_adapter: Any, tmp_path: Path) -> None:
+def test_ctrl_c_keeps_the_replies_that_arrived(
+    fake_keys: dict, make_adapter: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     import _thread
+    import signal
     import threading
 
     from llm_server import LLMTestServer
 
+    # interrupt_main() does nothing unless Python handles SIGINT; a library imported by an earlier
+    # test may have set it to SIG_IGN / SIG_DFL, which made this test flaky.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     classes = World("world10").class_names
     cache = tmp_path / "cache"
-    with LLMTestServer(delay=0.1) as server:
+    with LLMTestServer(delay=0.2) as server:
         adapter = make_adapter("openai", server)
 
         def interrupt_after_three() -> None:
