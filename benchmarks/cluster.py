@@ -132,20 +132,21 @@ def cluster_name_accuracy(model: Any, features: np.ndarray, labels: np.ndarray, 
     phrases per image, where three-part descriptions are always rarer than their parts.
     """
     result = model.cluster(features=features, k=k, seed=0, progress=False)
+    by_parts = atomic_truth is not None
+    source = atomic_truth if by_parts else truth
     hits = []
     for c in range(result.k):
         members = np.flatnonzero(result.labels == c)
         if len(members) == 0 or not result.names[c]:
             continue
         majority = np.bincount(labels[members]).argmax()
-        source = truth if atomic_truth is None else atomic_truth
         counts: dict[str, int] = {}
         for i in members[labels[members] == majority]:
             for concept in source[i]:
                 counts[concept] = counts.get(concept, 0) + 1
         frequent = set(sorted(counts, key=lambda x: -counts[x])[:top_true])
         top = result.names[c][0][0]
-        needed = (parts or {}).get(top, frozenset({top})) if atomic_truth is not None else frozenset({top})
+        needed = (parts or {}).get(top, frozenset({top})) if by_parts else frozenset({top})
         hits.append(needed <= frequent)
     return float(np.mean(hits))
 

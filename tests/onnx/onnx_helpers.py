@@ -9,6 +9,18 @@ import numpy as np
 CONCEPTS = [f"concept {i}" for i in range(6)] + ["striped fur", "a runway", "feathers", "green grass"]
 
 
+# Put in front of a subprocess script: any import of torch, open_clip, torchvision or the
+# training code (ceir_sdk.model) then raises, as on a deployment machine without them.
+TORCH_BLOCKER = """import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "open_clip", "torchvision") or name == "ceir_sdk.model":
+            raise ImportError(f"blocked import of {name} (the runtime must not need it)")
+        return None
+sys.meta_path.insert(0, Block())
+"""
+
+
 def tiny_parts(seed: int = 0, image_size: int = 32) -> tuple[Any, Any]:
     """(ExportParts, the open_clip model) for a 2-layer ViT / text transformer with random weights."""
     import open_clip

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from onnx_helpers import photo_like
+from onnx_helpers import TORCH_BLOCKER, photo_like
 
 from ceir_sdk import plugins as ceir_plugins
 
@@ -146,15 +146,9 @@ def test_index_queries_where_torch_cannot_be_imported(fitted: dict[str, Any], tm
     add, remove = [model.concepts[1]], [model.concepts[2]]
     ref_text = index.search_text("green grass", k=4, encoder=ModelEncoder(model))[0]
     ref_like = index.search_like(5, k=4, add=add, remove=remove, encoder=ModelEncoder(model))
-    script = textwrap.dedent(
+    script = TORCH_BLOCKER + textwrap.dedent(
         f"""
-        import json, sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "open_clip", "torchvision") or name == "ceir_sdk.model":
-                    raise ImportError(f"blocked import of {{name}}")
-                return None
-        sys.meta_path.insert(0, Block())
+        import json
         import numpy as np
         import ceir_sdk
         from ceir_sdk.index import ConceptIndex

@@ -16,7 +16,7 @@ import pytest
 from ceir_onnx.runtime import ExactIndex, ProviderWarning, Runtime
 from ceir_onnx.runtime.preprocess import PreprocessConfig, preprocess_one
 from ceir_onnx.runtime.tokenizer import ClipTokenizer
-from onnx_helpers import photo_like
+from onnx_helpers import TORCH_BLOCKER, photo_like
 from PIL import Image
 
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
@@ -158,15 +158,8 @@ def test_runtime_works_where_torch_cannot_be_imported(bundle: Path, tmp_path: Pa
     """Run the runtime in a fresh interpreter in which importing torch/open_clip raises."""
     expected = Runtime(bundle, providers="cpu").embed(photo_like(3, seed=9), output="all")
     np.savez(tmp_path / "images.npz", *photo_like(3, seed=9))
-    script = textwrap.dedent(
+    script = TORCH_BLOCKER + textwrap.dedent(
         f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "open_clip", "torchvision") or name == "ceir_sdk.model":
-                    raise ImportError(f"blocked import of {{name}} (runtime must not need it)")
-                return None
-        sys.meta_path.insert(0, Block())
         try:
             import torch  # noqa
         except ImportError:
