@@ -3,12 +3,17 @@
 
     HF_HUB_OFFLINE=1 python scripts/train_world_clip.py --out plugins/open-clip/src/ceir_open_clip/world_model
 
-The defaults are the committed CPU recipe: a pool of 50,000 train-split images (half world10,
-half world100_20; the test split the benchmark uses is never seen) is drawn once by worker
-processes and tokenised once, then reused in shuffled epochs with left-right mirroring, because
-on a shared 2-core CPU drawing fresh images every step costs as much as the step itself.
-``--pool 0`` draws fresh samples every step instead (for a GPU, with ``--workers``).
-One torch thread: on a loaded 2-core machine two threads were about 3x slower per step.
+The committed checkpoint came from the defaults plus ``--threads 2 --max-minutes 18.5`` on a
+quiet machine. A pool of 100,000 train-split images (half world10, half world100_20; the test
+split the benchmark uses is never seen) is drawn once by worker processes, with four captions
+per image, all tokenised once; the pool is reused in shuffled epochs with left-right mirroring
+and a caption drawn at random each time, because on a shared 2-core CPU drawing fresh images
+every step costs as much as the step itself, and one fixed caption per image was learnt by
+heart. Each caption also comes with a copy in which one attribute word is swapped for a false
+value (mostly the shape); the image must rank it below its own caption, which the ordinary
+batch negatives rarely demand. ``--pool 0`` draws fresh samples every step instead (for a GPU,
+with ``--workers`` and ``--no-swap-negatives``). Threads: one is fastest on a loaded 2-core
+machine (two were up to 3x slower per step there), two are 1.7x faster on a quiet one.
 
 The architecture is the open_clip config ceir-world.json next to the output (a small
 ModifiedResNet image tower: cheaper per image than a ViT on 32x32 and better at local shape);
@@ -28,6 +33,7 @@ import platform
 import shutil
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -65,46 +71,97 @@ def make_batch(step: int, batch_size: int, seed: int) -> tuple[np.ndarray, list[
     return np.concatenate(images), captions
 
 
-def draw_chunk(task: tuple[str, int, int], seed: int) -> tuple[np.ndarray, list[str]]:
-    """Train samples ``start .. start+n-1`` of one domain."""
+# A swapped negative changes one attribute word; shape most often, since the contrastive signal
+# alone taught shape least (star read as triangular, round as square).
+SWAP_FAMILY_P: dict[str, float] = {"shape": 0.5, "colour": 1 / 6, "pattern": 1 / 6, "size": 1 / 6}
+
+
+def caption_pair(
+    families: dict, class_name: str, seed: int, domain: str, index: int, variant: int
+) -> tuple[str, str]:
+    """(caption number ``variant`` of an image, the same caption with one attribute swapped).
+
+    Both captions are written from one random stream, so they differ only in the swapped word;
+    where the caption never mentions that attribute the two are equal (masked in the loss).
+    """
+    from ceir_sdk.worlds.captions import make_caption
+    from ceir_sdk.worlds.vocabulary import FAMILY_VALUES
+
+    key = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(domain.encode()), 7, index, variant))
+    choice = np.random.default_rng(key.spawn(1)[0])
+    family = str(choice.choice(list(SWAP_FAMILY_P), p=list(SWAP_FAMILY_P.values())))
+    false_values = [v for v in FAMILY_VALUES[family] if v != families[family]]
+    swapped = {**families, family: false_values[int(choice.integers(len(false_values)))]}
+    positive = make_caption(families, class_name, np.random.default_rng(key))
+    negative = make_caption(swapped, class_name, np.random.default_rng(key))
+    return positive, negative
+
+
+def draw_chunk(
+    task: tuple[str, int, int], seed: int, captions_per_image: int = 1
+) -> tuple[np.ndarray, list[list[str]], list[list[str]]]:
+    """Train samples ``start .. start+n-1`` of one domain: images, then per image
+    ``captions_per_image`` captions and the same captions with one attribute swapped."""
     from ceir_sdk.worlds import World
 
     name, start, n = task
-    b = next(World(name, 32, seed).batches(n, "train", batch_size=n, start=start))
-    return b.images, b.captions
+    world = World(name, 32, seed)
+    b = next(world.batches(n, "train", batch_size=n, start=start))
+    captions, swapped = [], []
+    for fam, fine, i in zip(b.families, b.fine_labels, b.indices):
+        pairs = [
+            caption_pair(fam, world.domain.classes[int(fine)].name, seed, name, int(i), v)
+            for v in range(captions_per_image)
+        ]
+        captions.append([c for c, _ in pairs])
+        swapped.append([c for _, c in pairs])
+    return b.images, captions, swapped
 
 
-def draw_pool(size: int, seed: int, workers: int, chunk: int = 500) -> tuple[np.ndarray, list[str]]:
+def draw_pool(
+    size: int, seed: int, workers: int, chunk: int = 500, captions_per_image: int = 1
+) -> tuple[np.ndarray, list[list[str]], list[list[str]]]:
     """The first ``size // 2`` train samples of world10 and of world100_20 (drawn once)."""
     half = size // 2
     tasks = [(name, lo, min(chunk, half - lo)) for name in ("world10", "world100_20") for lo in range(0, half, chunk)]
-    images, captions = [], []
+    images, captions, swapped = [], [], []
     bar = tqdm(total=2 * half, desc="draw training images", unit="img")
+    draw = partial(draw_chunk, seed=seed, captions_per_image=captions_per_image)
     if workers > 0:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(workers) as procs:
-            for im, cap in procs.imap(partial(draw_chunk, seed=seed), tasks):
+            chunks = procs.imap(draw, tasks)
+            for im, cap, neg in chunks:
                 images.append(im)
                 captions.extend(cap)
+                swapped.extend(neg)
                 bar.update(len(cap))
     else:
         for task in tasks:
-            im, cap = draw_chunk(task, seed)
+            im, cap, neg = draw(task)
             images.append(im)
             captions.extend(cap)
+            swapped.extend(neg)
             bar.update(len(cap))
     bar.close()
-    return np.concatenate(images), captions
+    return np.concatenate(images), captions, swapped
 
 
 def pool_stream(
-    images: np.ndarray, tokens: torch.Tensor, batch_size: int, steps: int, seed: int
-) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    images: np.ndarray,
+    tokens: torch.Tensor,
+    batch_size: int,
+    steps: int,
+    seed: int,
+    negatives: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Iterator[tuple[np.ndarray, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]]:
     """Shuffled epochs over the pool; each image mirrored left-right with probability 1/2.
 
     Mirroring keeps every concept true (shapes are left-right symmetric or point up, things
-    around sit in any corner), so it is free extra data.
+    around sit in any corner), so it is free extra data. ``negatives`` (swapped-caption tokens,
+    and whether each differs from its caption) come along with their images. ``tokens`` holds
+    several captions per image (N, C, L).
     """
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
@@ -117,7 +174,10 @@ def pool_stream(
         batch = images[idx]
         flip = rng.random(len(idx)) < 0.5
         batch[flip] = batch[flip, :, ::-1]
-        yield batch, tokens[torch.from_numpy(idx)]
+        rows = torch.from_numpy(idx)
+        # One of the image's captions at random, so no caption is learnt by heart.
+        cols = torch.from_numpy(rng.integers(tokens.shape[1], size=len(idx)))
+        yield batch, tokens[rows, cols], None if negatives is None else (negatives[0][rows, cols], negatives[1][rows, cols])
 
 
 def batch_stream(batch_size: int, steps: int, seed: int, workers: int) -> Iterator[tuple[np.ndarray, list[str]]]:
@@ -146,18 +206,33 @@ def _fsync_replace(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over the batch (features already normalised)."""
+def clip_loss(
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    logit_scale: torch.Tensor,
+    negatives: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Symmetric InfoNCE over the batch (features already normalised).
+
+    ``negatives`` = (embeddings of swapped captions, valid mask): extra wrong captions every
+    image must rank below its own (as in NegCLIP); a swapped caption equal to its original
+    (the attribute was not mentioned) is left out.
+    """
     logits = logit_scale * img @ txt.T
     target = torch.arange(img.shape[0], device=img.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    text_to_image = F.cross_entropy(logits.T, target)
+    if negatives is not None:
+        neg_txt, valid = negatives
+        neg_logits = (logit_scale * img @ neg_txt.T).masked_fill(~valid[None, :], float("-inf"))
+        logits = torch.cat([logits, neg_logits], dim=1)
+    return (F.cross_entropy(logits, target) + text_to_image) / 2
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for config + checkpoint")
     p.add_argument("--config", type=Path, default=DEFAULT_OUT / f"{NAME}.json", help="open_clip model config")
-    p.add_argument("--steps", type=int, default=3200)
+    p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -168,10 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core CPU)")
     p.add_argument(
-        "--pool", type=int, default=50_000, help="train images drawn once and reused with flips (0: fresh every step)"
+        "--pool", type=int, default=100_000, help="train images drawn once and reused with flips (0: fresh every step)"
     )
     p.add_argument(
         "--fp16", action=argparse.BooleanOptionalAction, default=True, help="store weights in float16 (halves the file)"
+    )
+    p.add_argument(
+        "--captions-per-image", type=int, default=4, help="captions written per pool image; one is drawn each time"
+    )
+    p.add_argument(
+        "--swap-negatives",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add each caption with one attribute swapped as a hard negative (pool mode)",
     )
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--workers", type=int, default=2, help="processes drawing images (0: this process)")
@@ -190,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(args.config, config_out)
     open_clip.add_model_config(config_out)
     device = torch.device(args.device)
-    model = open_clip.create_model(NAME, pretrained=None).to(device)
+    # channels_last: the ResNet tower's convolutions ran ~15% faster per step on this CPU.
+    model = open_clip.create_model(NAME, pretrained=None).to(device, memory_format=torch.channels_last)
     tokenizer = open_clip.get_tokenizer(NAME)
     model.train()
 
@@ -213,15 +298,29 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.time()
     loads = [os.getloadavg()[0]]
-    stream: Iterator[tuple[np.ndarray, torch.Tensor]]
+    stream: Iterator[tuple[np.ndarray, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]]
+    if args.swap_negatives and args.pool <= 0:
+        p.error("--swap-negatives needs the pool (--pool > 0); pass --no-swap-negatives to draw fresh images every step")
     if args.pool > 0:
-        pool_images, pool_captions = draw_pool(args.pool, args.seed, args.workers)
-        # Tokenised once: the BPE tokenizer is pure Python and would cost every step.
-        pool_tokens = torch.cat([tokenizer(pool_captions[i : i + 4096]) for i in range(0, len(pool_captions), 4096)])
-        stream = pool_stream(pool_images, pool_tokens, args.batch_size, args.steps, args.seed)
+        pool_images, pool_captions, swapped = draw_pool(
+            args.pool, args.seed, args.workers, captions_per_image=args.captions_per_image
+        )
+
+        def tokenize(texts: list[list[str]]) -> torch.Tensor:
+            # Tokenised once: the BPE tokenizer is pure Python and would cost every step.
+            flat = [t for per_image in texts for t in per_image]
+            tokens = torch.cat([tokenizer(flat[i : i + 4096]) for i in range(0, len(flat), 4096)])
+            return tokens.view(len(texts), args.captions_per_image, -1)
+
+        negatives = None
+        if args.swap_negatives:
+            differs = torch.tensor([[a != b for a, b in zip(*pair)] for pair in zip(pool_captions, swapped)])
+            negatives = (tokenize(swapped), differs)
+        stream = pool_stream(pool_images, tokenize(pool_captions), args.batch_size, args.steps, args.seed, negatives)
     else:
         stream = (
-            (im, tokenizer(caps)) for im, caps in batch_stream(args.batch_size, args.steps, args.seed, args.workers)
+            (im, tokenizer(caps), None)
+            for im, caps in batch_stream(args.batch_size, args.steps, args.seed, args.workers)
         )
     draw_seconds = time.time() - start
     losses: list[float] = []
@@ -229,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     loop_start = time.time()
     loop_budget = args.max_minutes * 60.0 - draw_seconds - 30.0  # 30 s kept for saving
     steps_done = 0
-    for step, (images, batch_tokens) in enumerate(bar):
+    for step, (images, batch_tokens, batch_negatives) in enumerate(bar):
         # Progress is steps or wall time, whichever runs out first: on a busy shared machine
         # the schedule still reaches zero learning rate inside the time budget.
         progress = max(step / args.steps, (time.time() - loop_start) / loop_budget)
@@ -238,9 +337,16 @@ def main(argv: list[str] | None = None) -> int:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, progress)
         x = pixels_to_tensor(images, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD).to(device)
+        x = x.contiguous(memory_format=torch.channels_last)
         tokens = batch_tokens.to(device)
-        img_f, txt_f, scale = model(x, tokens)
-        loss = clip_loss(img_f, txt_f, scale)
+        if batch_negatives is None:
+            img_f, txt_f, scale = model(x, tokens)
+            loss = clip_loss(img_f, txt_f, scale)
+        else:
+            neg_tokens, differs = batch_negatives
+            img_f, both_f, scale = model(x, torch.cat([tokens, neg_tokens.to(device)]))
+            txt_f, neg_f = both_f[: len(tokens)], both_f[len(tokens) :]
+            loss = clip_loss(img_f, txt_f, scale, (neg_f, differs.to(device)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -280,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": round(seconds, 1),
         "draw_seconds": round(draw_seconds, 1),
         "pool": args.pool,
+        "swap_negatives": bool(args.swap_negatives),
+        "captions_per_image": args.captions_per_image,
         "cpu_count": os.cpu_count(),
         # The machine is shared: the 1-minute load average sampled every 50 steps.
         "load_average": {"mean": round(float(np.mean(loads)), 2), "max": round(float(np.max(loads)), 2)},
