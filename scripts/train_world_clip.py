@@ -76,9 +76,7 @@ def make_batch(step: int, batch_size: int, seed: int) -> tuple[np.ndarray, list[
 SWAP_FAMILY_P: dict[str, float] = {"shape": 0.5, "colour": 1 / 6, "pattern": 1 / 6, "size": 1 / 6}
 
 
-def caption_pair(
-    families: dict, class_name: str, seed: int, domain: str, index: int, variant: int
-) -> tuple[str, str]:
+def caption_pair(families: dict, class_name: str, seed: int, domain: str, index: int, variant: int) -> tuple[str, str]:
     """(caption number ``variant`` of an image, the same caption with one attribute swapped).
 
     Both captions are written from one random stream, so they differ only in the swapped word;
@@ -177,7 +175,8 @@ def pool_stream(
         rows = torch.from_numpy(idx)
         # One of the image's captions at random, so no caption is learnt by heart.
         cols = torch.from_numpy(rng.integers(tokens.shape[1], size=len(idx)))
-        yield batch, tokens[rows, cols], None if negatives is None else (negatives[0][rows, cols], negatives[1][rows, cols])
+        chosen_negatives = None if negatives is None else (negatives[0][rows, cols], negatives[1][rows, cols])
+        yield batch, tokens[rows, cols], chosen_negatives
 
 
 def batch_stream(batch_size: int, steps: int, seed: int, workers: int) -> Iterator[tuple[np.ndarray, list[str]]]:
@@ -300,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     loads = [os.getloadavg()[0]]
     stream: Iterator[tuple[np.ndarray, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]]
     if args.swap_negatives and args.pool <= 0:
-        p.error("--swap-negatives needs the pool (--pool > 0); pass --no-swap-negatives to draw fresh images every step")
+        p.error("--swap-negatives needs the pool (--pool > 0); pass --no-swap-negatives to draw fresh images")
     if args.pool > 0:
         pool_images, pool_captions, swapped = draw_pool(
             args.pool, args.seed, args.workers, captions_per_image=args.captions_per_image
