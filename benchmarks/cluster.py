@@ -138,25 +138,32 @@ def cluster_name_accuracy(model: Any, features: np.ndarray, labels: np.ndarray, 
     """
     result = model.cluster(features=features, k=k, seed=0, progress=False)
     by_parts = atomic_truth is not None
-    source = atomic_truth if by_parts else truth
+    return name_scores(result.labels, [n[0][0] if n else None for n in result.names], labels,
+                       atomic_truth if by_parts else truth, top_true, parts if by_parts else None)
+
+
+def name_scores(clusters: np.ndarray, top_names: Sequence[str | None], labels: np.ndarray, truth: Sequence[Any],
+                top_true: int = 5, parts: dict[str, frozenset[str]] | None = None) -> dict[str, float]:
+    """cluster_name_accuracy's arithmetic: ``top_names[c]`` is cluster c's top name (None when
+    unnamed), ``truth[i]`` image i's true concepts, ``parts`` the atomic parts of descriptive
+    names (when given, a name counts when all its parts are frequent)."""
     hits, true_share = [], []
-    for c in range(result.k):
-        members = np.flatnonzero(result.labels == c)
-        if len(members) == 0 or not result.names[c]:
+    for c, top in enumerate(top_names):
+        members = np.flatnonzero(clusters == c)
+        if len(members) == 0 or not top:
             continue
         majority = np.bincount(labels[members]).argmax()
         of_majority = members[labels[members] == majority]
         counts: dict[str, int] = {}
         for i in of_majority:
-            for concept in source[i]:
+            for concept in truth[i]:
                 counts[concept] = counts.get(concept, 0) + 1
         ranked = sorted(counts.values(), reverse=True)
         cut = ranked[min(top_true, len(ranked)) - 1]
         frequent = {concept for concept, n in counts.items() if n >= cut}
-        top = result.names[c][0][0]
-        needed = (parts or {}).get(top, frozenset({top})) if by_parts else frozenset({top})
+        needed = (parts or {}).get(top, frozenset({top}))
         hits.append(needed <= frequent)
-        true_share.append(float(np.mean([needed <= set(source[i]) for i in of_majority])))
+        true_share.append(float(np.mean([needed <= set(truth[i]) for i in of_majority])))
     return {"accuracy": float(np.mean(hits)), "name_true_share": float(np.mean(true_share))}
 
 

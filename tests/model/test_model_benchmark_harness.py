@@ -65,3 +65,32 @@ def test_missing_torchvision_copies_are_reported_plainly(
     for entry in out.values():
         assert entry["status"] == "not run" and "CEIR_DATA_ROOT" in entry["reason"]
     assert bench.CIFAR100_COARSE.shape == (100,) and set(bench.CIFAR100_COARSE) == set(range(20))
+
+
+def test_name_scores_counts_ties_at_the_cut_and_the_share_the_name_is_true_of(bench: Any) -> None:
+    # cluster 0: six images, five of class 0. Every class-0 image shows "insect" and "animal";
+    # "round" and "dotted round" four times; "red", "small", "dotted" three times.
+    clusters = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    common = {"insect", "animal"}
+    truth = [
+        common | {"round", "dotted round", "red", "small", "dotted"},
+        common | {"round", "dotted round", "red", "small", "dotted"},
+        common | {"round", "dotted round", "red", "small", "dotted"},
+        common | {"round", "dotted round"},
+        common,
+        {"oval"},
+        {"oval", "striped"},
+        {"oval", "striped"},
+    ]
+    # "dotted round" ties with "round" at the 4th count: frequent, whatever the order
+    assert bench.name_scores(clusters, ["dotted round", "oval"], labels, truth, top_true=4)["accuracy"] == 1.0
+    # "red" (3 of 5) is below the 4th-highest count (4): not frequent
+    scores = bench.name_scores(clusters, ["red", "striped"], labels, truth, top_true=4)
+    assert scores["accuracy"] == 0.5
+    assert scores["name_true_share"] == pytest.approx((3 / 5 + 2 / 2) / 2)  # cluster 1: both of class 1 striped
+    # by parts: a description counts when all its parts are frequent
+    parts = {"red dotted": frozenset({"red", "dotted"}), "round insect": frozenset({"round", "insect"})}
+    by_parts = bench.name_scores(clusters, ["round insect", None], labels, truth, top_true=4, parts=parts)
+    assert by_parts == {"accuracy": 1.0, "name_true_share": 4 / 5}
+    assert bench.name_scores(clusters, ["red dotted", None], labels, truth, top_true=4, parts=parts)["accuracy"] == 0.0
