@@ -25,7 +25,6 @@ scale figures with a note of the commit that measured them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -42,6 +41,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from ceir_sdk.atomic import sha256_file  # noqa: E402
 from ceir_sdk.index import ConceptIndex, ConceptQuery, parse_expression  # noqa: E402
 from ceir_sdk.index.calibration import PRESENT_PROBABILITY, PresenceCalibration  # noqa: E402
 from ceir_sdk.index.persist import atomic_write_text  # noqa: E402
@@ -149,7 +149,7 @@ def _git(*args: str) -> str:
 def _world_provenance() -> dict[str, Any]:
     """Which checkpoint and world code the world figures come from."""
     ckpt = HERE.parent / "plugins/open-clip/src/ceir_open_clip/world_model/ceir-world.safetensors"
-    sha = hashlib.sha256(ckpt.read_bytes()).hexdigest() if ckpt.is_file() else None
+    sha = sha256_file(ckpt) if ckpt.is_file() else None
     paths = ["plugins/open-clip/src/ceir_open_clip/world_model", "ceir_sdk/worlds"]
     return {"checkpoint": str(ckpt.relative_to(HERE.parent)), "checkpoint_sha256": sha,
             "head_commit": _git("rev-parse", "--short", "HEAD"),

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing as mp
 import os
 import platform
 import shutil
@@ -36,6 +37,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -125,19 +127,8 @@ def draw_pool(
     images, captions, swapped = [], [], []
     bar = tqdm(total=2 * half, desc="draw training images", unit="img")
     draw = partial(draw_chunk, seed=seed, captions_per_image=captions_per_image)
-    if workers > 0:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(workers) as procs:
-            chunks = procs.imap(draw, tasks)
-            for im, cap, neg in chunks:
-                images.append(im)
-                captions.extend(cap)
-                swapped.extend(neg)
-                bar.update(len(cap))
-    else:
-        for task in tasks:
-            im, cap, neg = draw(task)
+    with mp.get_context("spawn").Pool(workers) if workers > 0 else nullcontext() as procs:
+        for im, cap, neg in procs.imap(draw, tasks) if procs is not None else map(draw, tasks):
             images.append(im)
             captions.extend(cap)
             swapped.extend(neg)
@@ -183,8 +174,6 @@ def batch_stream(batch_size: int, steps: int, seed: int, workers: int) -> Iterat
     """Batches for steps 0..steps-1; fresh samples every step. Content depends only on the step."""
     if workers > 0:
         # Processes draw ahead (for a GPU, where drawing is the bottleneck); order is kept.
-        import multiprocessing as mp
-
         with mp.get_context("spawn").Pool(workers) as procs:
             yield from procs.imap(partial(make_batch, batch_size=batch_size, seed=seed), range(steps), chunksize=4)
         return

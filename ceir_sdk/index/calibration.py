@@ -186,9 +186,9 @@ class PresenceCalibration:
         located on the envelope grid (about 1/500 of the mixture's range); +inf if never."""
         out = np.full(len(self.concepts), np.inf)
         for j in range(len(self.concepts)):
-            grid, _, _ = self._envelope(j)
-            lp, _ = self.log_presence(grid[:, None], [j])
-            hit = np.flatnonzero(lp[:, 0] >= LOG_PRESENT_PROBABILITY)
+            # on its own grid points, log_presence is exactly the envelope
+            grid, envelope_log_p, _ = self._envelope(j)
+            hit = np.flatnonzero(envelope_log_p >= LOG_PRESENT_PROBABILITY)
             if len(hit):
                 out[j] = grid[hit[0]]
         return out
