@@ -40,7 +40,12 @@ class ClusterResult:
 def kmeans(
     x: np.ndarray, k: int, *, restarts: int = 10, seed: int = 0, niter: int = 50
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """faiss k-means keeping the best of ``restarts`` runs; returns (labels, centroids, inertia)."""
+    """faiss k-means keeping the best of ``restarts`` runs; returns (labels, centroids, inertia).
+
+    Each run starts from greedy k-means++ seeds rather than faiss's uniform draw: with uniform
+    seeds, ten runs on 5,000 world10 embeddings missed the lowest-inertia partition for one seed
+    in three, and the miss (two classes merged, one split) cost about 0.12 accuracy.
+    """
     import faiss
 
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -53,13 +58,46 @@ def kmeans(
             f"cannot form {k} clusters from {len(x)} images: give at least {k} images or ask for "
             f"at most {len(x)} clusters"
         )
-    km = faiss.Kmeans(
-        x.shape[1], k, niter=niter, nredo=restarts, seed=seed, verbose=False,
-        min_points_per_centroid=1, max_points_per_centroid=max(256, len(x) // k + 1),
-    )
-    km.train(x)
-    dist, labels = km.index.search(x, 1)
-    return labels[:, 0].astype(np.int64), np.asarray(km.centroids, dtype=np.float32), float(dist.sum())
+    if not np.isfinite(x).all():
+        raise BadInputError("k-means input holds NaN or infinite values; check the features or activations")
+    rng = np.random.default_rng(seed)
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for run in range(max(1, restarts)):
+        km = faiss.Kmeans(
+            x.shape[1], k, niter=niter, seed=seed * 1009 + run, verbose=False,
+            min_points_per_centroid=1, max_points_per_centroid=max(256, len(x) // k + 1),
+        )
+        km.train(x, init_centroids=kmeans_plus_plus(x, k, rng))
+        dist, labels = km.index.search(x, 1)
+        inertia = float(dist.sum())
+        if best is None or inertia < best[0]:
+            best = (inertia, labels[:, 0].astype(np.int64), np.asarray(km.centroids, dtype=np.float32))
+    assert best is not None
+    return best[1], best[2], best[0]
+
+
+def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, max_rows: int = 50_000) -> np.ndarray:
+    """Greedy k-means++ seeds (Arthur & Vassilvitskii; 2 + log k candidates per step, keeping the
+    one that lowers the potential most). Seeds are drawn from at most ``max_rows`` sampled rows."""
+    if len(x) > max(max_rows, 20 * k):
+        x = x[rng.choice(len(x), size=max(max_rows, 20 * k), replace=False)]
+    x64 = x.astype(np.float64)
+    sq = (x64 * x64).sum(axis=1)
+    trials = 2 + int(np.log(k))
+    centres = [int(rng.integers(len(x)))]
+    closest = np.maximum(sq - 2 * x64 @ x64[centres[0]] + sq[centres[0]], 0.0)
+    for _ in range(1, k):
+        total = closest.sum()
+        if total <= 0:  # fewer distinct points than clusters: any remaining row will do
+            candidates = rng.choice(len(x), size=trials)
+        else:
+            candidates = rng.choice(len(x), size=trials, p=closest / total)
+        dists = np.maximum(sq[None, :] - 2 * x64[candidates] @ x64.T + sq[candidates][:, None], 0.0)
+        pooled = np.minimum(closest[None, :], dists)
+        pick = int(pooled.sum(axis=1).argmin())
+        centres.append(int(candidates[pick]))
+        closest = pooled[pick]
+    return np.ascontiguousarray(x[centres], dtype=np.float32)
 
 
 def name_clusters(

@@ -23,7 +23,8 @@ def bench() -> Any:
 
 
 def test_protocol_reports_three_methods_with_mean_and_std(bench: Any) -> None:
-    x, y, names, text, truth = make_world(500, seed=11, noise=0.5)
+    # Noise low enough that cluster purity, not the harness, is never what limits the naming figure.
+    x, y, names, text, truth = make_world(500, seed=11, noise=0.3)
     report, models = bench.evaluate_protocol(
         x[:350], x[350:], y[350:], names, k=4, concept_embeddings=text, seeds=(0, 1), latent="pca",
         latent_options={"latent_dim": 4}, restarts=2)

@@ -36,7 +36,9 @@ class VAEConfig:
     threads: int | None = 1
     # Learn one likelihood variance per input concept (else unit variance, i.e. plain MSE).
     # Concepts the latent cannot predict (noise) then get a large variance and little say.
-    learn_variance: bool = False  # measured on world10: hurts clustering (NMI 0.62 -> 0.42)
+    # Chosen on development splits carved from the training images (fit on 10k, score 5k,
+    # 3 seeds): NMI 0.735 -> 0.755 on world10 and 0.295 -> 0.313 on world100_20.
+    learn_variance: bool = True
 
 
 class _Encoder(nn.Module):
