@@ -63,7 +63,7 @@ def evaluate_protocol(
     latent_options: dict[str, Any] | None = None,
     restarts: int = 10,
     progress: bool = False,
-    concept_template: str = "{}",
+    concept_template: str | Sequence[str] = "{}",
 ) -> tuple[dict[str, Any], list[Any]]:
     """ceir / raw_kmeans / concept_kmeans scores over seeds; returns (report, fitted models)."""
     from ceir_sdk.metrics import clustering_scores
@@ -168,7 +168,8 @@ def name_scores(clusters: np.ndarray, top_names: Sequence[str | None], labels: n
 
 
 def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], include_class_names: bool,
-               n_explain: int, descriptive: bool = True, concept_template: str = "{}") -> dict[str, Any]:
+               n_explain: int, descriptive: bool = True,
+               concept_template: str | Sequence[str] = "{}") -> dict[str, Any]:
     from ceir_sdk.model.world_concepts import label_information, oracle_concepts
     from ceir_sdk.worlds import World
     from ceir_sdk.worlds.descriptions import description_parts, expand_truth
@@ -324,14 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--backbone", default="open-clip:ceir-world")
     parser.add_argument("--include-class-names", action="store_true")
-    parser.add_argument("--concept-template", default="a photo of {}.",
-                        help="how concepts are phrased for the text encoder ('{}' = as is, like the paper)")
+    parser.add_argument("--concept-template", action="append", default=None,
+                        help="how concepts are phrased for the text encoder ('{}' = as is, like the paper); "
+                             "repeat to average several (default: the world CLIP's pair, see world_concepts.py)")
     parser.add_argument("--atomic-concepts", action="store_true",
                         help="single attributes only, without the LLM-like descriptions ('red dotted')")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--concepts-dir", type=Path, default=None, help="concept files NAME.txt for CIFAR/STL")
     args = parser.parse_args(argv)
     from ceir_sdk.model.fileio import atomic_write_json
+    from ceir_sdk.model.world_concepts import WORLD_CONCEPT_TEMPLATES
     from ceir_sdk.plugins import get_backbone
 
     seeds = (0, 1) if args.quick else (0, 1, 2, 3, 4)
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         backbone = get_backbone(args.backbone)
         result.update(run_worlds(backbone, n_train, n_test, seeds, args.include_class_names,
                                  n_explain=200 if args.quick else 500, descriptive=not args.atomic_concepts,
-                                 concept_template=args.concept_template))
+                                 concept_template=args.concept_template or list(WORLD_CONCEPT_TEMPLATES)))
         w10 = result["world10"]
         result["explain_precision_at_5"] = w10["explain_precision_at_5"]["present"]
         result["explain_precision_at_5_any_sign"] = w10["explain_precision_at_5"]["any_sign"]

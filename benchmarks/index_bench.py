@@ -51,7 +51,6 @@ from ceir_sdk.index.persist import atomic_write_text  # noqa: E402
 CENTRE_SD = 0.75
 
 
-CONCEPT_TEMPLATE = "a photo of {}."
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
@@ -206,10 +205,10 @@ def world_part(quick: bool) -> dict[str, Any]:
     train_acts = None
     try:
         from ceir_sdk.model import CEIRModel
+        from ceir_sdk.model.world_concepts import WORLD_CONCEPT_TEMPLATES
 
-        # the caption-trained world CLIP reads "a photo of red." better than "red" (see cluster.py)
         model = CEIRModel("open-clip:ceir-world", latent_options={"max_epochs": 30 if quick else 100},
-                          concept_template=CONCEPT_TEMPLATE)
+                          concept_template=list(WORLD_CONCEPT_TEMPLATES))
         train_f = model.backbone.encode_images(train_x, progress=False)
         model.fit_features(train_f, concepts_all, progress=False)
         acts, lat = model.encode(test_x, output="both", progress=False)
@@ -217,7 +216,7 @@ def world_part(quick: bool) -> dict[str, Any]:
         concepts = list(model.concepts)
         info["activations_source"] = ("fitted CEIRModel (open-clip:ceir-world backbone, VAE latent), concepts = "
                                       "world oracle concept list, fit on the train split only; concept template "
-                                      f"{CONCEPT_TEMPLATE!r}")
+                                      f"{list(WORLD_CONCEPT_TEMPLATES)!r}")
     except Exception as exc:  # fall back, and say so in the JSON
         from ceir_sdk import get_backbone
 

@@ -177,13 +177,14 @@ def _scores(labels: Any, predicted: Any) -> str:
 @click.option("--latent", default="vae", show_default=True, help="Latent model: vae, pca, identity, ...")
 @click.option("--latent-option", "latent_options", multiple=True, help="key=value, e.g. latent_dim=64.")
 @click.option("--visibility-cutoff", default="auto", show_default=True)
-@click.option("--concept-template", default="{}", show_default=True,
-              help="How concepts are phrased for the text encoder, e.g. 'a photo of {}.' ({} = the concept).")
+@click.option("--concept-template", "concept_templates", multiple=True, default=("{}",), show_default=True,
+              help="How concepts are phrased for the text encoder, e.g. 'a photo of {}.' ({} = the concept); "
+                   "repeat it to average several templates.")
 @click.option("--seed", default=0, show_default=True)
 def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
             image_size: str, features_path: Path | None, on_error: str, concepts_spec: str,
             include_class_names: bool, backbone: str, latent: str, latent_options: tuple[str, ...],
-            visibility_cutoff: str, concept_template: str, seed: int) -> None:
+            visibility_cutoff: str, concept_templates: tuple[str, ...], seed: int) -> None:
     """Fit a CEIR model on TRAINING images (or features) and save it to OUT_DIR."""
     from ceir_sdk.model import BottleneckConfig, CEIRModel
 
@@ -194,7 +195,7 @@ def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split:
     cutoff: float | str = visibility_cutoff if visibility_cutoff == "auto" else float(visibility_cutoff)
     model = CEIRModel(backbone, latent=latent, latent_options=_parse_options(latent_options),
                       bottleneck=BottleneckConfig(visibility_cutoff=cutoff), seed=seed,
-                      concept_template=concept_template)
+                      concept_template=list(concept_templates))
     feats = _features(model.backbone, inp, on_error)
     model.fit_features(feats, concepts, label_information=info, data_description=inp.description)
     model.save(out_dir)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ceir_sdk.model.world_concepts import WORLD_CONCEPT_TEMPLATES
+
 SIZES: dict[str, tuple[int, int]] = {"full": (6000, 2000), "small": (1200, 400)}
 
 
@@ -30,9 +32,8 @@ class DemoConfig:
     kmeans_seeds: int = 3
     progress: bool = True
     latent_options: dict[str, Any] = field(default_factory=dict)
-    # The world CLIP learned from captions, so it reads "a photo of red." far better than a
-    # bare "red" (mean concept AUC 0.97 vs 0.93 on the validation split).
-    concept_template: str = "a photo of {}."
+    # How concepts are phrased for the world CLIP: see world_concepts.WORLD_CONCEPT_TEMPLATES.
+    concept_template: str | tuple[str, ...] = WORLD_CONCEPT_TEMPLATES
 
     @property
     def n_train(self) -> int:

@@ -36,6 +36,17 @@ MIN_TRAIN = 10
 Output = str  # "latent" | "concepts" | "both"
 
 
+def _check_templates(template: Any) -> str | list[str]:
+    """One template string, or a non-empty list of them; each must hold the '{}' placeholder."""
+    templates = [template] if isinstance(template, str) else list(template) if template is not None else []
+    if not templates or not all(isinstance(t, str) for t in templates):
+        raise BadInputError(f"concept_template must be a string or a list of strings, got {template!r}")
+    for t in templates:
+        if "{}" not in t:
+            raise BadInputError(f"concept_template must contain '{{}}', got {t!r}")
+    return templates[0] if len(templates) == 1 else templates
+
+
 def clean_concepts(concepts: Any) -> list[str]:
     """Phrases from a list or a ConceptSet-like object, stripped, de-duplicated, in order."""
     if isinstance(concepts, str):
@@ -92,7 +103,7 @@ class CEIRModel:
         val_fraction: float = 0.1,
         seed: int = 0,
         backbone_options: dict[str, Any] | None = None,
-        concept_template: str = "{}",
+        concept_template: str | Sequence[str] = "{}",
     ) -> None:
         self._backbone: Any = None if isinstance(backbone, str) else backbone
         self._backbone_spec: dict[str, Any] | None = None
@@ -111,10 +122,9 @@ class CEIRModel:
         self.val_fraction = val_fraction
         self.seed = seed
         # How a concept is phrased for the text encoder. CEIR uses the concept as is ("{}");
-        # a small CLIP that only ever saw captions reads "a photo of {}." far better.
-        if "{}" not in concept_template:
-            raise BadInputError(f"concept_template must contain '{{}}', got {concept_template!r}")
-        self.concept_template = concept_template
+        # a small CLIP that only ever saw captions reads "a photo of {}." far better. Several
+        # templates are averaged (normalised text embeddings), as CLIP's prompt ensembles are.
+        self.concept_template: str | list[str] = _check_templates(concept_template)
         self.latent_model: Any = None
         self._text_embeddings: np.ndarray | None = None  # (C, D) L2-normalised, kept concepts
         self.presence_thresholds: np.ndarray | None = None  # (C,) see ceir_sdk.model.presence
@@ -224,8 +234,7 @@ class CEIRModel:
         x = _features(features, dim)
         t0 = time.perf_counter()
         if concept_embeddings is None:
-            prompts = [self.concept_template.format(p) for p in phrases]
-            text = np.asarray(self.backbone.encode_texts(prompts), dtype=np.float32)
+            text = self._embed_concepts(phrases)
         else:
             text = np.asarray(concept_embeddings, dtype=np.float32)
         if text.shape != (len(phrases), x.shape[1]):
@@ -276,6 +285,18 @@ class CEIRModel:
                           "presence": presence_s},
         }
         return self
+
+    def _embed_concepts(self, phrases: list[str]) -> np.ndarray:
+        """Text embeddings of the phrases: one template as is, several averaged after normalising."""
+        templates = [self.concept_template] if isinstance(self.concept_template, str) else self.concept_template
+        total: np.ndarray | None = None
+        for template in templates:
+            emb = np.asarray(self.backbone.encode_texts([template.format(p) for p in phrases]), dtype=np.float32)
+            if len(templates) > 1:
+                emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            total = emb if total is None else total + emb
+        assert total is not None
+        return total / len(templates)
 
     # -- inference ----------------------------------------------------------------------
     def encode(
@@ -454,7 +475,7 @@ class CEIRModel:
             latent=latent_cfg["name"], latent_options=latent_cfg.get("options", {}),
             bottleneck=BottleneckConfig(**cfg.get("bottleneck", {})),
             val_fraction=float(cfg.get("val_fraction", 0.1)), seed=int(cfg.get("seed", 0)),
-            concept_template=str(cfg.get("concept_template", "{}")),
+            concept_template=cfg.get("concept_template", "{}"),
         )
         if backbone is None:
             model._backbone_spec = cfg.get("backbone")

@@ -43,18 +43,19 @@ def test_vae_fits_zscored_inputs_and_is_deterministic() -> None:
 
 
 def test_vae_learns_a_larger_variance_for_concepts_it_cannot_predict() -> None:
-    """The default likelihood learns one variance per concept: pure-noise concepts end up with a
+    """learn_variance=True learns one variance per concept: pure-noise concepts end up with a
     larger one (less say in the fit) than the concepts a low-rank latent explains."""
     rng = np.random.default_rng(4)
     signal = rng.normal(size=(600, 2)) @ rng.normal(size=(2, 8)) + 0.1 * rng.normal(size=(600, 8))
     x = np.concatenate([signal, rng.normal(size=(600, 4))], axis=1)
     x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
-    opts = {"latent_dim": 4, "hidden_dim": 32, "max_epochs": 60, "patience": 60, "batch_size": 64}
-    vae = ceir_plugins.get_latent_model("vae", **opts).fit(x[:500], x_val=x[500:], seed=0, progress=False)
+    opts = {"latent_dim": 4, "hidden_dim": 32, "max_epochs": 60, "patience": 60, "batch_size": 64, "kl_weight": 1.0}
+    vae = ceir_plugins.get_latent_model("vae", learn_variance=True, **opts).fit(
+        x[:500], x_val=x[500:], seed=0, progress=False)
     _, tensors = vae.state()
     log_var = tensors["decoder.log_var"]
     assert log_var[8:].min() > log_var[:8].max() + 0.3  # Adam moves log-variances ~lr per step
-    fixed = ceir_plugins.get_latent_model("vae", learn_variance=False, **opts).fit(x[:500], seed=0, progress=False)
+    fixed = ceir_plugins.get_latent_model("vae", **opts).fit(x[:500], seed=0, progress=False)  # default: fixed
     np.testing.assert_array_equal(fixed.state()[1]["decoder.log_var"], np.zeros(12, np.float32))
 
 
