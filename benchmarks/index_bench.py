@@ -51,7 +51,6 @@ from ceir_sdk.index.persist import atomic_write_text  # noqa: E402
 CENTRE_SD = 0.75
 
 
-
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
 

@@ -289,14 +289,11 @@ class CEIRModel:
     def _embed_concepts(self, phrases: list[str]) -> np.ndarray:
         """Text embeddings of the phrases: one template as is, several averaged after normalising."""
         templates = [self.concept_template] if isinstance(self.concept_template, str) else self.concept_template
-        total: np.ndarray | None = None
-        for template in templates:
-            emb = np.asarray(self.backbone.encode_texts([template.format(p) for p in phrases]), dtype=np.float32)
-            if len(templates) > 1:
-                emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-            total = emb if total is None else total + emb
-        assert total is not None
-        return total / len(templates)
+        embs = [np.asarray(self.backbone.encode_texts([t.format(p) for p in phrases]), dtype=np.float32)
+                for t in templates]
+        if len(embs) == 1:
+            return embs[0]
+        return np.mean([e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in embs], axis=0)
 
     # -- inference ----------------------------------------------------------------------
     def encode(

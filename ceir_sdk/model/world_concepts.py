@@ -8,7 +8,7 @@ from typing import Any
 # is and as "a photo of {}.", averaged. Chosen on development splits carved from the training
 # images: "{}" alone clustered best but its top explanation concepts were true only 0.78 of the
 # time on world10; "a photo of {}." explained best (0.85) but clustered worst; the average kept
-# both (explanations 0.85, world10 latent NMI 0.765 against 0.760 and 0.770 for the two alone).
+# both (explanations 0.85, world10 latent NMI 0.765 against 0.770 and 0.760 for the two alone).
 WORLD_CONCEPT_TEMPLATES = ("{}", "a photo of {}.")
 
 

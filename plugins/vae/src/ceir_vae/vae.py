@@ -157,9 +157,7 @@ class VAELatentModel:
         enc, dec = self._enc, self._dec
         assert enc is not None and dec is not None
         dec.log_var.requires_grad_(cfg.learn_variance)
-        params = [p for p in (*enc.parameters(), *dec.parameters()) if p is not dec.log_var]
-        if cfg.learn_variance:
-            params.append(dec.log_var)
+        params = [p for p in (*enc.parameters(), *dec.parameters()) if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         best = math.inf
         best_state: tuple[dict[str, Any], dict[str, Any]] | None = None
