@@ -61,13 +61,16 @@ def evaluate_protocol(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     latent: str = "vae",
     latent_options: dict[str, Any] | None = None,
-    restarts: int = 10,
+    restarts: int | None = None,
     progress: bool = False,
     concept_template: str | Sequence[str] = "{}",
 ) -> tuple[dict[str, Any], list[Any]]:
     """ceir / raw_kmeans / concept_kmeans scores over seeds; returns (report, fitted models)."""
     from ceir_sdk.metrics import clustering_scores
     from ceir_sdk.model import CEIRModel, kmeans
+    from ceir_sdk.model.cluster import DEFAULT_RESTARTS
+
+    restarts = DEFAULT_RESTARTS if restarts is None else restarts
 
     runs: dict[str, list[dict[str, float]]] = {"ceir": [], "raw_kmeans": [], "concept_kmeans": []}
     models = []
@@ -333,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--concepts-dir", type=Path, default=None, help="concept files NAME.txt for CIFAR/STL")
     args = parser.parse_args(argv)
+    from ceir_sdk.model.cluster import DEFAULT_RESTARTS
     from ceir_sdk.model.fileio import atomic_write_json
     from ceir_sdk.model.world_concepts import WORLD_CONCEPT_TEMPLATES
     from ceir_sdk.plugins import get_backbone
@@ -342,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "cluster", "quick": args.quick, "protocol": "fit on train (validation carved from train), "
         "evaluate on test once; seeds for model and k-means; k = number of classes; "
-        "k-means: faiss, best of 10 restarts from greedy k-means++ seeds",
+        f"k-means: faiss, best of {DEFAULT_RESTARTS} restarts from greedy k-means++ seeds",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
         "backbone": args.backbone,
     }

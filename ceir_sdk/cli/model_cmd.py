@@ -275,20 +275,22 @@ def explain_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, 
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_input_options
 @click.option("-k", "--clusters", "k", required=True, type=int, help="Number of clusters.")
-@click.option("--restarts", default=10, show_default=True)
+@click.option("--restarts", type=int, default=None,
+              help="k-means runs from fresh k-means++ seeds, the lowest-inertia one kept [default: 30]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 def cluster_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
-                image_size: str, features_path: Path | None, on_error: str, k: int, restarts: int, seed: int,
-                out_dir: Path) -> None:
+                image_size: str, features_path: Path | None, on_error: str, k: int, restarts: int | None,
+                seed: int, out_dir: Path) -> None:
     """k-means on the latent, clusters named by dominant concepts; writes JSON and a PNG profile."""
+    from ceir_sdk.model.cluster import DEFAULT_RESTARTS
     from ceir_sdk.model.fileio import atomic_write_json
     from ceir_sdk.viz import plot_clusters
 
     model = _load_model(model_dir)
     inp = _load_inputs(inputs, dataset, split, count, image_size, features_path)
     feats = _features(model.backbone if inp.features is None else None, inp, on_error)
-    result = model.cluster(features=feats, k=k, restarts=restarts, seed=seed)
+    result = model.cluster(features=feats, k=k, restarts=DEFAULT_RESTARTS if restarts is None else restarts, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = result.as_dict()
     summary["assignments"] = [

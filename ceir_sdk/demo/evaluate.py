@@ -54,7 +54,7 @@ def evaluate(
     class_names: Sequence[str],
     *,
     seeds: int = 3,
-    restarts: int = 5,
+    restarts: int | None = None,
     true_concepts: Sequence[frozenset[str]] | None = None,
     n_explain: int = 4,
     progress: bool = True,
@@ -63,7 +63,9 @@ def evaluate(
     k = number of classes, over several seeds; name the CEIR clusters; explain a few images."""
     from tqdm.auto import tqdm
 
-    from ceir_sdk.model.cluster import kmeans, name_clusters
+    from ceir_sdk.model.cluster import DEFAULT_RESTARTS, kmeans, name_clusters
+
+    restarts = DEFAULT_RESTARTS if restarts is None else restarts
 
     labels = np.asarray(labels)
     k = len(class_names)

@@ -14,7 +14,7 @@ import numpy as np
 from ceir_sdk._version import __version__
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 from ceir_sdk.model.bottleneck import BottleneckConfig, ConceptBottleneck, ConceptHead
-from ceir_sdk.model.cluster import ClusterResult, kmeans, name_clusters
+from ceir_sdk.model.cluster import DEFAULT_RESTARTS, ClusterResult, kmeans, name_clusters
 from ceir_sdk.model.explain import Explanation, integrated_gradients
 from ceir_sdk.model.fileio import (
     atomic_write_bytes,
@@ -394,7 +394,7 @@ class CEIRModel:
         ]
 
     def cluster(
-        self, images: Any = None, *, features: np.ndarray | None = None, k: int, restarts: int = 10,
+        self, images: Any = None, *, features: np.ndarray | None = None, k: int, restarts: int = DEFAULT_RESTARTS,
         seed: int = 0, space: str = "latent", progress: bool = True,
     ) -> ClusterResult:
         """k-means (faiss, best of ``restarts``) on the latent (or concept activations), with

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ceir_sdk.errors import BadInputError
+from ceir_sdk.model.generality import DEFAULT_KEEP, GeneralityIndex, rank_general_first
 
 
 @dataclass(eq=False)
@@ -37,8 +38,15 @@ class ClusterResult:
         }
 
 
+# Restarts by default. On 5,000 world10 test embeddings (latent, raw and concept activations
+# alike) one k-means++ run in six to ten reached the lowest-inertia partition; the others merged
+# two classes and split one (accuracy 0.61 to 0.83 against 0.88). Ten restarts still missed it
+# for one model seed in five; thirty miss with probability about 0.85 ** 30 < 1%, at ~0.1 s a run.
+DEFAULT_RESTARTS = 30
+
+
 def kmeans(
-    x: np.ndarray, k: int, *, restarts: int = 10, seed: int = 0, niter: int = 50
+    x: np.ndarray, k: int, *, restarts: int = DEFAULT_RESTARTS, seed: int = 0, niter: int = 50
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """faiss k-means keeping the best of ``restarts`` runs; returns (labels, centroids, inertia).
 
@@ -101,10 +109,22 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, max_rows: 
 
 
 def name_clusters(
-    labels: np.ndarray, concept_z: np.ndarray, concepts: list[str], k: int, top: int = 10
+    labels: np.ndarray, concept_z: np.ndarray, concepts: list[str], k: int, top: int = 10,
+    keep: float = DEFAULT_KEEP,
 ) -> list[list[tuple[str, float]]]:
-    """Dominant concepts per cluster: the concepts whose mean activation in the cluster most
-    exceeds their mean over all the clustered images (in training standard deviations)."""
+    """Dominant concepts per cluster, each with its lift: how far its mean activation in the
+    cluster exceeds its mean over all the clustered images (in training standard deviations).
+
+    Concepts come in order of lift, except that a phrase is replaced by a more general concept
+    among its words ("yellow" for "yellow striped oval") keeping at least ``keep`` of its lift
+    (ceir_sdk.model.generality; ``keep=1`` turns that off). On world development splits (fit
+    on 10,000 training images, 5,000 others clustered, 3 seeds) this raised the share of
+    clusters whose first name is among the majority class's most frequent true concepts from
+    0.63 to 0.90 (world10) and from 0.07 to 0.47 (world100_20); the share of the majority
+    class's members the name is true of rose from 0.90 to 0.96 and from 0.36 to 0.79.
+    ``keep`` from 0.3 to 0.5 gave the same names on both; 0.6 and above fewer hits on world100_20.
+    """
+    index = GeneralityIndex(concepts)
     overall = concept_z.mean(axis=0)
     names: list[list[tuple[str, float]]] = []
     for c in range(k):
@@ -113,8 +133,8 @@ def name_clusters(
             names.append([])
             continue
         lift = members.mean(axis=0) - overall
-        order = np.argsort(-lift)[:top]
-        names.append([(concepts[i], float(lift[i])) for i in order])
+        ranked = rank_general_first(lift, index, top, keep) if keep < 1 else list(np.argsort(-lift)[:top])
+        names.append([(concepts[i], float(lift[i])) for i in ranked])
     return names
 
 

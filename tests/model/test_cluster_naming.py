@@ -1,0 +1,76 @@
+"""Cluster names: lift ranking, with descriptive phrases replaced by the general concept behind them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ceir_sdk.model.cluster import name_clusters
+from ceir_sdk.model.generality import GeneralityIndex, content_words, rank_general_first
+
+CONCEPTS = ["yellow striped oval", "yellow", "striped", "a fruit", "round fruit", "oval", "yellow striped"]
+
+
+def test_content_words_drop_articles_case_and_punctuation() -> None:
+    assert content_words("A Red, dotted  ladybug") == frozenset({"red", "dotted", "ladybug"})
+    assert content_words("the sky") == content_words("sky")
+    assert content_words("star-shaped") == frozenset({"star-shaped"})
+
+
+def test_more_general_concepts_are_strict_word_subsets() -> None:
+    index = GeneralityIndex(CONCEPTS)
+    found = {CONCEPTS[j] for j in index.more_general(CONCEPTS.index("yellow striped oval"))}
+    assert found == {"yellow", "striped", "oval", "yellow striped"}
+    assert {CONCEPTS[j] for j in index.more_general(CONCEPTS.index("round fruit"))} == {"a fruit"}
+    assert index.more_general(CONCEPTS.index("yellow")) == []
+
+
+def test_a_phrase_gives_way_to_the_general_concept_that_keeps_its_score() -> None:
+    index = GeneralityIndex(CONCEPTS)
+    scores = np.array([2.0, 1.2, 0.3, 0.5, 0.9, 0.1, 1.5])
+    ranked = [CONCEPTS[i] for i in rank_general_first(scores, index, top=4)]
+    # "yellow striped oval" (2.0) -> "yellow" (1.2 >= 0.5 * 2.0); "striped" (0.3) is too weak to stand in
+    assert ranked == ["yellow", "a fruit", "striped", "oval"]
+    # a stricter share keeps the phrase: "yellow" holds 0.6 of its score, not 0.7
+    assert CONCEPTS[rank_general_first(scores, index, top=1, keep=0.7)[0]] == "yellow striped"
+
+
+def test_negative_scores_are_never_generalised() -> None:
+    index = GeneralityIndex(CONCEPTS)
+    scores = -np.ones(len(CONCEPTS))
+    assert index.generalise(0, scores) == 0
+
+
+def _cluster_of_yellow_things(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster 0: yellow things, a third of them striped; cluster 1: the rest. Each phrase's
+    activation sums its words' evidence; single words are read more noisily than descriptions,
+    so "yellow striped oval" out-lifts "yellow" although most members are neither striped nor oval."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1], n)
+    evidence = {
+        "yellow": np.r_[np.ones(n), np.zeros(n)],
+        "striped": (rng.random(2 * n) < 1 / 3).astype(float),
+        "oval": (rng.random(2 * n) < 0.3).astype(float),
+        "fruit": np.zeros(2 * n),
+        "round": np.zeros(2 * n),
+    }
+    columns = []
+    for concept in CONCEPTS:
+        words = content_words(concept)
+        noise_sd = 0.8 if len(words) == 1 else 0.2
+        columns.append(sum(evidence[w] for w in words) + noise_sd * rng.standard_normal(2 * n))
+    acts = np.stack(columns, axis=1)
+    z = (acts - acts.mean(0)) / acts.std(0)
+    return labels, z.astype(np.float32)
+
+
+def test_clusters_are_named_by_what_their_members_share() -> None:
+    labels, z = _cluster_of_yellow_things()
+    by_lift = name_clusters(labels, z, CONCEPTS, 2, keep=1.0)
+    named = name_clusters(labels, z, CONCEPTS, 2)
+    assert by_lift[0][0][0] != "yellow"  # a longer phrase with "yellow" in it out-lifts the word itself
+    assert named[0][0][0] == "yellow"
+    # scores stay each concept's own lift, and no concept is listed twice
+    lift = z[labels == 0].mean(0) - z.mean(0)
+    for phrase, score in named[0]:
+        assert score == np.float32(lift[CONCEPTS.index(phrase)])
+    assert len({p for p, _ in named[0]}) == len(named[0])
