@@ -37,8 +37,12 @@ def name_clusters(activations: np.ndarray, assignment: np.ndarray, k: int, conce
 
     Scores are standardised mean differences (cluster mean minus overall mean, in units of
     the overall standard deviation), so both present and absent concepts can name a
-    cluster; names prefer present concepts, as a person would.
+    cluster; names prefer present concepts, as a person would, and a description gives way to
+    the general concept behind it, as CEIRModel.cluster's names do (ceir_sdk.concepts.generality).
     """
+    from ceir_sdk.concepts.generality import GeneralityIndex, rank_general_first
+
+    general = GeneralityIndex(concepts)
     mu = activations.mean(axis=0)
     sd = activations.std(axis=0) + 1e-6
     names: list[str] = []
@@ -53,6 +57,6 @@ def name_clusters(activations: np.ndarray, assignment: np.ndarray, k: int, conce
         order = np.argsort(-np.abs(diff))[: max(top * 3, top)]
         ranked = [(label(concepts[j], float(diff[j])), round(float(diff[j]), 4)) for j in order]
         tops.append(ranked[:top * 2])
-        positive = [name for name, v in ranked if v > 0][:top]
+        positive = [concepts[j] for j in rank_general_first(diff, general, top) if diff[j] > 0]
         names.append(", ".join(positive or [name for name, _ in ranked[:top]]))
     return names, tops

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ceir_sdk.concepts.generality import DEFAULT_KEEP, GeneralityIndex, rank_general_first
 from ceir_sdk.errors import BadInputError
-from ceir_sdk.model.generality import DEFAULT_KEEP, GeneralityIndex, rank_general_first
 
 
 @dataclass(eq=False)
@@ -117,7 +117,7 @@ def name_clusters(
 
     Concepts come in order of lift, except that a phrase is replaced by a more general concept
     among its words ("yellow" for "yellow striped oval") keeping at least ``keep`` of its lift
-    (ceir_sdk.model.generality; ``keep=1`` turns that off). On world development splits (fit
+    (ceir_sdk.concepts.generality; ``keep=1`` turns that off). On world development splits (fit
     on 10,000 training images, 5,000 others clustered, 3 seeds) this raised the share of
     clusters whose first name is among the majority class's most frequent true concepts from
     0.63 to 0.90 (world10) and from 0.07 to 0.47 (world100_20); the share of the majority

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ceir_sdk.concepts.generality import GeneralityIndex, content_words, rank_general_first
 from ceir_sdk.model.cluster import name_clusters
-from ceir_sdk.model.generality import GeneralityIndex, content_words, rank_general_first
 
 CONCEPTS = ["yellow striped oval", "yellow", "striped", "a fruit", "round fruit", "oval", "yellow striped"]
 
@@ -74,3 +74,12 @@ def test_clusters_are_named_by_what_their_members_share() -> None:
     for phrase, score in named[0]:
         assert score == np.float32(lift[CONCEPTS.index(phrase)])
     assert len({p for p, _ in named[0]}) == len(named[0])
+
+
+def test_the_index_names_clusters_the_same_way() -> None:
+    from ceir_sdk.index.explain import name_clusters as index_names
+
+    labels, z = _cluster_of_yellow_things()
+    names, tops = index_names(z, labels, 2, CONCEPTS)
+    assert names[0].split(", ")[0] == "yellow"
+    assert tops[0][0][0] != "yellow"  # the raw ranking is still reported as is
