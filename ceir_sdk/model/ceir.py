@@ -104,6 +104,7 @@ class CEIRModel:
         seed: int = 0,
         backbone_options: dict[str, Any] | None = None,
         concept_template: str | Sequence[str] = "{}",
+        presence_by_parts: bool = True,
     ) -> None:
         self._backbone: Any = None if isinstance(backbone, str) else backbone
         self._backbone_spec: dict[str, Any] | None = None
@@ -128,6 +129,11 @@ class CEIRModel:
         self.latent_model: Any = None
         self._text_embeddings: np.ndarray | None = None  # (C, D) L2-normalised, kept concepts
         self.presence_thresholds: np.ndarray | None = None  # (C,) see ceir_sdk.model.presence
+        # A description counts as present only where the concepts among its words are too
+        # (ceir_sdk.concepts.generality.presence_requirements); off for concept sets where word
+        # subsets do not imply each other ("sea lion" / "lion").
+        self.presence_by_parts = bool(presence_by_parts)
+        self._requirements: tuple[tuple[str, ...], list[list[int]]] | None = None
         self._head: Any = None
         self.label_information: dict[str, Any] = {}
         self.provenance: dict[str, Any] = {}
@@ -342,6 +348,18 @@ class CEIRModel:
         order = np.argsort(-z, axis=1)[:, :top_k]
         return [[(self.concepts[j], float(z[i, j])) for j in row] for i, row in enumerate(order)]
 
+    def presence_requirements(self) -> list[list[int]] | None:
+        """Per concept, the concepts that must be present with it (None when
+        ``presence_by_parts`` is off); computed once per concept list."""
+        if not self.presence_by_parts:
+            return None
+        from ceir_sdk.concepts.generality import presence_requirements
+
+        key = tuple(self.concepts)
+        if self._requirements is None or self._requirements[0] != key:
+            self._requirements = (key, presence_requirements(key))
+        return self._requirements[1]
+
     def explain(
         self, images: Any = None, *, features: np.ndarray | None = None, target: Any = "self",
         clusters: ClusterResult | None = None, tolerance: float = 0.005, progress: bool = True,
@@ -389,7 +407,7 @@ class CEIRModel:
         concepts = self.concepts
         return [
             Explanation(concepts, attr[i], z[i], float(f_x[i]), float(f_0[i]), label, steps,
-                        self.presence_thresholds)
+                        self.presence_thresholds, self.presence_requirements())
             for i in range(len(z))
         ]
 
@@ -435,7 +453,8 @@ class CEIRModel:
             "seed": self.seed,
             "val_fraction": self.val_fraction,
             "concept_template": self.concept_template,
-            "presence": {"method": PRESENCE_METHOD, "thresholds": self.presence_thresholds},
+            "presence": {"method": PRESENCE_METHOD, "thresholds": self.presence_thresholds,
+                         "by_parts": self.presence_by_parts},
             "label_information": self.label_information,
             "provenance": self.provenance,
             "files": {WEIGHTS_FILE: {"sha256": sha256_bytes(data)}},
@@ -496,7 +515,9 @@ class CEIRModel:
         model._text_embeddings = text
         model.latent_model = latent
         # Models saved before presence calibration have none: concepts then count above z = 0.
-        model.presence_thresholds = thresholds_from_json((cfg.get("presence") or {}).get("thresholds"), len(concepts))
+        presence = cfg.get("presence") or {}
+        model.presence_thresholds = thresholds_from_json(presence.get("thresholds"), len(concepts))
+        model.presence_by_parts = bool(presence.get("by_parts", True))
         model.label_information = dict(cfg.get("label_information", {}))
         model.provenance = dict(cfg.get("provenance", {}))
         return model

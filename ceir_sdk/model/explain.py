@@ -40,13 +40,22 @@ class Explanation:
     # (C,) z-score from which each concept counts as present (ceir_sdk.model.presence);
     # None: above the training mean (z > 0), as models saved before calibration had it.
     presence_thresholds: np.ndarray | None = None
+    # Per concept, the concepts that must be present with it (ceir_sdk.concepts.generality:
+    # "red" and "round" for "red dotted round"); None: none required.
+    presence_requirements: list[list[int]] | None = None
 
     @property
     def present(self) -> np.ndarray:
         """(C,) bool: which concepts the image shows."""
         if self.presence_thresholds is None:
-            return np.asarray(self.activations > 0)
-        return np.asarray(self.activations >= self.presence_thresholds)
+            shown = np.asarray(self.activations > 0)
+        else:
+            shown = np.asarray(self.activations >= self.presence_thresholds)
+        if self.presence_requirements is None:
+            return shown
+        from ceir_sdk.concepts.generality import consistent_presence
+
+        return consistent_presence(shown, self.presence_requirements)
 
     @property
     def completeness_error(self) -> float:

@@ -61,6 +61,8 @@ class ExportParts:
     model_info: dict[str, Any] = field(default_factory=dict)  # backbone spec, latent model, provenance
     # (C,) z-score from which each concept counts as present (ceir_sdk.model.presence); None: z > 0
     presence_thresholds: np.ndarray | None = None
+    # whether a description needs the concepts among its words (ceir_sdk.concepts.generality)
+    presence_by_parts: bool = True
 
 
 def _image_graph_module(parts: ExportParts) -> Any:
@@ -355,6 +357,7 @@ def export_bundle(
             # JSON has no infinity: null marks a concept that is never present.
             "presence_thresholds": None if parts.presence_thresholds is None else [
                 float(t) if np.isfinite(t) else None for t in np.asarray(parts.presence_thresholds, np.float64)],
+            "presence_by_parts": parts.presence_by_parts,
             "files": {p.relative_to(stage).as_posix(): file_entry(p) for p in files},
         }
         write_json(stage / MANIFEST, manifest)
@@ -384,6 +387,7 @@ def parts_from_model(model: Any) -> ExportParts:
         latent_module=model.latent_model.encoder_module(),
         model_info=info,
         presence_thresholds=getattr(model, "presence_thresholds", None),
+        presence_by_parts=bool(getattr(model, "presence_by_parts", True)),
     )
 
 

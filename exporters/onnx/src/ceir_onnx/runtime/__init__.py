@@ -35,6 +35,7 @@ from ceir_onnx.runtime.providers import (
 from ceir_onnx.runtime.search import ExactIndex
 from ceir_onnx.runtime.tokenizer import ClipTokenizer
 from ceir_onnx.variants import cpu_safe_level
+from ceir_sdk.concepts.generality import consistent_presence, presence_requirements
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 
 _log = logging.getLogger("ceir_onnx.runtime")
@@ -102,6 +103,9 @@ class Runtime:
         saved = self.manifest.get("presence_thresholds")
         self.presence_thresholds: np.ndarray | None = None if saved is None else np.array(
             [np.inf if t is None else float(t) for t in saved], dtype=np.float32)
+        # Descriptions need the concepts among their words (bundles from before the rule: on).
+        self.presence_requirements: list[list[int]] | None = (
+            presence_requirements(self.concepts) if self.manifest.get("presence_by_parts", True) else None)
         self.concept_text_embeddings = load_file(str(self.root / self.manifest["concept_embeddings_file"]))[
             "concept_text_embeddings"
         ]
@@ -286,6 +290,8 @@ class Runtime:
         for row in acts:
             order = np.argsort(-row, kind="stable")
             shown = row >= self.presence_thresholds if self.presence_thresholds is not None else row > 0
+            if self.presence_requirements is not None:
+                shown = consistent_presence(shown, self.presence_requirements)
             result.append(
                 Explanation(
                     top=[(self.concepts[i], float(row[i])) for i in order[:top_k]],
