@@ -180,11 +180,16 @@ def _scores(labels: Any, predicted: Any) -> str:
 @click.option("--concept-template", "concept_templates", multiple=True, default=("{}",), show_default=True,
               help="How concepts are phrased for the text encoder, e.g. 'a photo of {}.' ({} = the concept); "
                    "repeat it to average several templates.")
+@click.option("--presence-by-parts/--no-presence-by-parts", default=True, show_default=True,
+              help="A description ('red dotted round') counts as present only where the concepts among its "
+                   "words ('red', 'round') are; turn off when word subsets do not imply each other "
+                   "('sea lion' / 'lion').")
 @click.option("--seed", default=0, show_default=True)
 def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
             image_size: str, features_path: Path | None, on_error: str, concepts_spec: str,
             include_class_names: bool, backbone: str, latent: str, latent_options: tuple[str, ...],
-            visibility_cutoff: str, concept_templates: tuple[str, ...], seed: int) -> None:
+            visibility_cutoff: str, concept_templates: tuple[str, ...], presence_by_parts: bool,
+            seed: int) -> None:
     """Fit a CEIR model on TRAINING images (or features) and save it to OUT_DIR."""
     from ceir_sdk.model import BottleneckConfig, CEIRModel
 
@@ -195,7 +200,7 @@ def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split:
     cutoff: float | str = visibility_cutoff if visibility_cutoff == "auto" else float(visibility_cutoff)
     model = CEIRModel(backbone, latent=latent, latent_options=_parse_options(latent_options),
                       bottleneck=BottleneckConfig(visibility_cutoff=cutoff), seed=seed,
-                      concept_template=list(concept_templates))
+                      concept_template=list(concept_templates), presence_by_parts=presence_by_parts)
     feats = _features(model.backbone, inp, on_error)
     model.fit_features(feats, concepts, label_information=info, data_description=inp.description)
     model.save(out_dir)

@@ -67,3 +67,14 @@ def test_fit_encode_explain_cluster(cli: Any, tmp_path: Path) -> None:
 def test_fit_without_inputs_is_a_usage_error(cli: Any, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["fit", str(tmp_path / "m"), "--backbone", "tiny"])
     assert result.exit_code == 2 and "exactly one of" in result.output
+
+
+def test_fit_can_turn_presence_by_parts_off_and_cluster_uses_the_default_restarts(cli: Any, tmp_path: Path) -> None:
+    from ceir_sdk.model.cluster import DEFAULT_RESTARTS
+
+    model = tmp_path / "model"
+    _run(cli, ["fit", str(model), "--dataset", "world10", "-n", "120", "--backbone", "tiny",
+               "--latent", "pca", "--latent-option", "latent_dim=4", "--no-presence-by-parts"])
+    assert json.loads((model / "config.json").read_text())["presence"]["by_parts"] is False
+    help_text = CliRunner().invoke(cli, ["cluster", "--help"]).output
+    assert f"[default: {DEFAULT_RESTARTS}]" in help_text
