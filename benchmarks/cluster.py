@@ -108,9 +108,11 @@ def _world_features(backbone: Any, world: Any, split: str, n: int) -> tuple[np.n
 def explain_precision_at_5(model: Any, features: np.ndarray, truth: list[Any]) -> dict[str, float]:
     """Share of the 5 top positive contributions that are true concepts of the image.
 
-    "present": contributions of concepts active in the image (z > 0), i.e. the concepts an
-    explanation names positively; "any_sign": the 5 largest positive contributions whatever the
-    activation (a positive contribution from an absent concept reads "NOT x" and counts as a miss).
+    "present": contributions of the concepts the explanation says the image shows
+    (``Explanation.present``: the model's calibrated per-concept thresholds, and a description
+    only with the concepts among its words), i.e. the concepts an explanation names positively;
+    "any_sign": the 5 largest positive contributions whatever the activation (a positive
+    contribution from an absent concept reads "NOT x" and counts as a miss).
     """
     explanations = model.explain(features=features, progress=False)
     present, any_sign = [], []

@@ -16,8 +16,12 @@ import numpy as np
 
 # Words that do not change what a phrase asserts: "a fruit" is as general as "fruit".
 FILLER_WORDS = frozenset({"a", "an", "the", "of", "with"})
-# Phrases longer than this many content words are not decomposed (2**n subsets each).
-MAX_WORDS = 8
+# A phrase with one of these words denies what its other words name ("without wings", "not
+# striped"): it neither needs nor gives way to them.
+NEGATING_WORDS = frozenset({"no", "not", "without", "non", "never", "nothing", "lacking", "none"})
+# Up to this many content words, subsets are enumerated (2**n lookups); longer phrases are
+# compared with every concept instead.
+MAX_ENUMERATED_WORDS = 8
 # Default share of a phrase's score its more general replacement must keep; chosen on
 # development splits carved from the world domains' training images (see name_clusters).
 DEFAULT_KEEP = 0.5
@@ -40,10 +44,13 @@ class GeneralityIndex:
                 self._by_words.setdefault(words, []).append(i)
 
     def more_general(self, i: int) -> list[int]:
-        """Concepts whose content words are a strict, non-empty subset of concept i's."""
+        """Concepts whose content words are a strict, non-empty subset of concept i's (none for
+        a negated phrase, see NEGATING_WORDS)."""
         words = sorted(self.words[i])
-        if len(words) > MAX_WORDS:
+        if NEGATING_WORDS & self.words[i]:
             return []
+        if len(words) > MAX_ENUMERATED_WORDS:
+            return [j for j, other in enumerate(self.words) if other and other < self.words[i]]
         found: list[int] = []
         for size in range(1, len(words)):
             for subset in combinations(words, size):
@@ -72,6 +79,8 @@ def rank_general_first(scores: np.ndarray, index: GeneralityIndex, top: int, kee
 
     ``pool`` bounds how many of the highest-scoring concepts are considered (default 3 * top).
     """
+    if top <= 0:
+        return []
     order = np.argsort(-scores)[: pool if pool is not None else 3 * top]
     ranked: list[int] = []
     for i in order:

@@ -517,6 +517,8 @@ class CEIRModel:
         # Models saved before presence calibration have none: concepts then count above z = 0.
         presence = cfg.get("presence") or {}
         model.presence_thresholds = thresholds_from_json(presence.get("thresholds"), len(concepts))
+        # Models saved before the parts rule get it too: it only ever hides a description
+        # whose own words' concepts are absent.
         model.presence_by_parts = bool(presence.get("by_parts", True))
         model.label_information = dict(cfg.get("label_information", {}))
         model.provenance = dict(cfg.get("provenance", {}))

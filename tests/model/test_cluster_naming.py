@@ -83,3 +83,24 @@ def test_the_index_names_clusters_the_same_way() -> None:
     names, tops = index_names(z, labels, 2, CONCEPTS)
     assert names[0].split(", ")[0] == "yellow"
     assert tops[0][0][0] != "yellow"  # the raw ranking is still reported as is
+
+
+def test_negated_phrases_neither_need_nor_give_way_to_their_words() -> None:
+    concepts = ["striped", "not striped", "wings", "without wings", "no stripes", "stripes"]
+    index = GeneralityIndex(concepts)
+    for phrase in ("not striped", "without wings", "no stripes"):
+        assert index.more_general(concepts.index(phrase)) == []
+    scores = np.array([0.9, 1.0, 0.9, 0.5, 0.4, 0.3])
+    assert concepts[rank_general_first(scores, index, top=1)[0]] == "not striped"
+
+
+def test_long_phrases_are_compared_with_every_concept() -> None:
+    long_phrase = "small bright red dotted round shiny smooth hard beetle shell"
+    concepts = ["red", "beetle shell", "blue", long_phrase]
+    index = GeneralityIndex(concepts)
+    assert sorted(concepts[j] for j in index.more_general(3)) == ["beetle shell", "red"]
+
+
+def test_asking_for_no_names_gives_none() -> None:
+    index = GeneralityIndex(CONCEPTS)
+    assert rank_general_first(np.ones(len(CONCEPTS)), index, top=0, pool=5) == []

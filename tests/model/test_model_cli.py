@@ -69,12 +69,26 @@ def test_fit_without_inputs_is_a_usage_error(cli: Any, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "exactly one of" in result.output
 
 
-def test_fit_can_turn_presence_by_parts_off_and_cluster_uses_the_default_restarts(cli: Any, tmp_path: Path) -> None:
+def test_fit_can_turn_presence_by_parts_off_and_cluster_uses_the_default_restarts(
+        cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ceir_sdk.model import CEIRModel
     from ceir_sdk.model.cluster import DEFAULT_RESTARTS
 
     model = tmp_path / "model"
     _run(cli, ["fit", str(model), "--dataset", "world10", "-n", "120", "--backbone", "tiny",
                "--latent", "pca", "--latent-option", "latent_dim=4", "--no-presence-by-parts"])
     assert json.loads((model / "config.json").read_text())["presence"]["by_parts"] is False
-    help_text = CliRunner().invoke(cli, ["cluster", "--help"]).output
-    assert f"[default: {DEFAULT_RESTARTS}]" in help_text
+
+    asked: list[int] = []
+    original = CEIRModel.cluster
+
+    def recording(self: CEIRModel, *args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["restarts"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CEIRModel, "cluster", recording)
+    _run(cli, ["cluster", str(model), "--dataset", "world10", "--split", "test", "-n", "30", "-k", "3",
+               "--out-dir", str(tmp_path / "c")])
+    assert asked == [DEFAULT_RESTARTS]
+    # the help text states the default by hand (importing the model at CLI start-up would pull torch)
+    assert f"[default: {DEFAULT_RESTARTS}]" in CliRunner().invoke(cli, ["cluster", "--help"]).output

@@ -28,8 +28,10 @@ CONFIG = {
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
+# "grass" and "water" sit beside "green grass" and "blue water": the presence-by-parts rule has
+# something to do (a description is shown only with the concepts among its words).
 CONCEPTS = ["striped fur", "green grass", "blue water", "a runway", "feathers", "red brick wall",
-            "snow", "a wooden table", "clouds in the sky", "metal wheels", "sand", "leaves"]
+            "snow", "a wooden table", "clouds in the sky", "metal wheels", "sand", "leaves", "grass", "water"]
 VAE = {"latent_dim": 6, "hidden_dim": 32, "max_epochs": 20, "patience": 5}
 
 
@@ -199,3 +201,16 @@ def test_runtime_explanations_use_the_models_presence_thresholds(fitted: dict[st
         assert {c for c, _ in mine.present} == shown
         assert model.concepts[0] not in shown
     assert any(e.present for e in ours) and any(len(e.present) < len(model.concepts) for e in ours)
+    # the parts rule hid a description somewhere, in both paths alike
+    above = z >= model.presence_thresholds
+    assert any(model.presence_requirements())
+    assert sum(len(e.present) for e in ours) < int(above.sum())
+
+    # with the rule off, the bundle says so and the runtime shows what the thresholds alone show
+    model.presence_by_parts = False
+    model.save(model_dir)
+    bundle = export_model_dir(model_dir, tmp_path / "bundle-off", progress=False)
+    rt = Runtime(bundle, providers="cpu", precision="fp32")
+    assert rt.manifest["presence_by_parts"] is False and rt.presence_requirements is None
+    for row, mine in zip(above, rt.explain(concepts=z), strict=True):
+        assert {c for c, _ in mine.present} == {c for c, p in zip(model.concepts, row, strict=True) if p}
