@@ -95,6 +95,37 @@ def evaluate_protocol(
     return report, models
 
 
+def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                          *, l2: float = 1e-4, steps: int = 200) -> float:
+    """Test accuracy of a multinomial logistic regression fitted on the training labels.
+
+    A supervised diagnostic, not part of any bar: how much class information a representation
+    keeps in a linearly readable form, whatever k-means makes of it. Features are standardised
+    with training statistics; full-batch L-BFGS with a small L2 penalty, deterministic.
+    """
+    import torch
+
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    xt = torch.from_numpy(((train_x - mean) / std).astype(np.float32))
+    xv = torch.from_numpy(((test_x - mean) / std).astype(np.float32))
+    yt = torch.from_numpy(np.asarray(train_y, dtype=np.int64))
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    weight = torch.zeros(xt.shape[1], n_classes, requires_grad=True)
+    bias = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xt @ weight + bias, yt) + l2 * (weight * weight).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        predicted = (xv @ weight + bias).argmax(1).numpy()
+    return float((predicted == np.asarray(test_y)).mean())
+
+
 # -- the drawn worlds --------------------------------------------------------------------------
 def _world_features(backbone: Any, world: Any, split: str, n: int) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     feats, labels, concepts = [], [], []
@@ -123,6 +154,21 @@ def explain_precision_at_5(model: Any, features: np.ndarray, truth: list[Any]) -
         any_sign.append(np.mean([c in true and p for c, _, p in top_any]) if top_any else 0.0)
     return {"present": float(np.mean(present)), "any_sign": float(np.mean(any_sign)),
             "max_completeness_error": float(max(e.completeness_error for e in explanations))}
+
+
+def _linear_probes(model: Any, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray
+                   ) -> dict[str, Any]:
+    """linear_probe_accuracy of the three representations (the seed-0 model's concepts and latent)."""
+    z_tr, lat_tr = model.encode_features(x_tr, output="both")
+    z_te, lat_te = model.encode_features(x_te, output="both")
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    return {
+        "ceir": linear_probe_accuracy(lat_tr, y_tr, lat_te, y_te),
+        "raw_kmeans": linear_probe_accuracy(unit(x_tr), y_tr, unit(x_te), y_te),
+        "concept_kmeans": linear_probe_accuracy(z_tr, y_tr, z_te, y_te),
+        "note": "supervised diagnostic (training labels used): logistic-regression test accuracy per "
+                "representation; not part of any bar",
+    }
 
 
 def cluster_name_accuracy(model: Any, features: np.ndarray, labels: np.ndarray, truth: list[Any], k: int,
@@ -183,7 +229,7 @@ def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], i
     for domain in WORLD_DOMAINS:
         t0 = time.perf_counter()
         world = World(domain, image_size=32, seed=0)
-        x_tr, _, _ = _world_features(backbone, world, "train", n_train)
+        x_tr, y_tr, _ = _world_features(backbone, world, "train", n_train)
         x_te, y_te, truth = _world_features(backbone, world, "test", n_test)
         # descriptive concepts ("red dotted") are true where all their parts are
         parts = description_parts(world)
@@ -193,6 +239,7 @@ def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], i
         report, models = evaluate_protocol(x_tr, x_te, y_te, concepts, k=world.num_classes, backbone=backbone,
                                            seeds=seeds, concept_template=concept_template)
         report["explain_precision_at_5"] = explain_precision_at_5(models[0], x_te[:n_explain], truth[:n_explain])
+        report["linear_probe_acc"] = _linear_probes(models[0], x_tr, y_tr, x_te, y_te)
         naming = cluster_name_accuracy(models[0], x_te, y_te, truth, world.num_classes)
         report["cluster_name_accuracy"] = naming["accuracy"]
         report["cluster_name_true_share"] = naming["name_true_share"]

@@ -95,3 +95,10 @@ def test_name_scores_counts_ties_at_the_cut_and_the_share_the_name_is_true_of(be
     by_parts = bench.name_scores(clusters, ["round insect", None], labels, truth, top_true=4, parts=parts)
     assert by_parts == {"accuracy": 1.0, "name_true_share": 4 / 5}
     assert bench.name_scores(clusters, ["red dotted", None], labels, truth, top_true=4, parts=parts)["accuracy"] == 0.0
+
+
+def test_linear_probe_reads_class_information_and_only_that(bench: Any) -> None:
+    x, y, _, _, _ = make_world(500, seed=12, noise=0.3)
+    assert bench.linear_probe_accuracy(x[:350], y[:350], x[350:], y[350:]) >= 0.9
+    shuffled = np.random.default_rng(0).permutation(y)
+    assert bench.linear_probe_accuracy(x[:350], shuffled[:350], x[350:], shuffled[350:]) <= 0.45  # chance: 0.25
