@@ -88,7 +88,7 @@ def evaluate(
     metrics = {name: _summarise(r) for name, r in runs.items()}
 
     ceir_labels = first_labels["ceir"]
-    names = name_clusters(ceir_labels, concepts_z, list(model.concepts), k)
+    names = name_clusters(ceir_labels, concepts_z, list(model.concepts), k, present=model.present(concepts_z))
     clusters = []
     for c in range(k):
         members = labels[ceir_labels == c]

@@ -348,6 +348,18 @@ class CEIRModel:
         order = np.argsort(-z, axis=1)[:, :top_k]
         return [[(self.concepts[j], float(z[i, j])) for j in row] for i, row in enumerate(order)]
 
+    def present(self, concepts_z: np.ndarray) -> np.ndarray:
+        """(N, C) bool: which concepts each image shows (calibrated thresholds, z > 0 for models
+        without them, and a description only with the concepts among its words)."""
+        z = np.asarray(concepts_z)
+        shown = z >= self.presence_thresholds if self.presence_thresholds is not None else z > 0
+        requirements = self.presence_requirements()
+        if requirements is None:
+            return np.asarray(shown)
+        from ceir_sdk.concepts.generality import consistent_presence
+
+        return consistent_presence(shown, requirements)
+
     def presence_requirements(self) -> list[list[int]] | None:
         """Per concept, the concepts that must be present with it (None when
         ``presence_by_parts`` is off); computed once per concept list."""
@@ -425,7 +437,7 @@ class CEIRModel:
             raise BadInputError(f"space must be 'latent' or 'concepts', not {space!r}")
         z, lat = self.encode_features(features, output="both")
         labels, centroids, inertia = kmeans(lat if space == "latent" else z, k, restarts=restarts, seed=seed)
-        names = name_clusters(labels, z, self.concepts, k)
+        names = name_clusters(labels, z, self.concepts, k, present=self.present(z))
         sizes = np.bincount(labels, minlength=k).tolist()
         return ClusterResult(labels, centroids, inertia, names, sizes)
 

@@ -104,3 +104,19 @@ def test_long_phrases_are_compared_with_every_concept() -> None:
 def test_asking_for_no_names_gives_none() -> None:
     index = GeneralityIndex(CONCEPTS)
     assert rank_general_first(np.ones(len(CONCEPTS)), index, top=0, pool=5) == []
+
+
+def test_with_presence_names_follow_what_members_show_more_often_than_others() -> None:
+    # cluster 0: "red" lifts most (a few members glow red), but every member is "round", half of the rest are
+    concepts = ["red", "round", "grass"]
+    labels = np.repeat([0, 1], 10)
+    z = np.zeros((20, 3), dtype=np.float32)
+    z[:2, 0] = 10.0  # two bright red members
+    z[:10, 1] = 1.0
+    z[10:15, 1] = 1.0
+    present = z > 0.5
+    assert name_clusters(labels, z, concepts, 2)[0][0][0] == "red"
+    ordered = name_clusters(labels, z, concepts, 2, present=present)[0]
+    assert [c for c, _ in ordered[:2]] == ["round", "red"]
+    lift = z[:10].mean(0) - z.mean(0)
+    assert ordered[0][1] == np.float32(lift[1])  # the score is still the activation lift
