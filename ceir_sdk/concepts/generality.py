@@ -116,3 +116,12 @@ def consistent_presence(present: np.ndarray, requirements: Sequence[Sequence[int
         if needed:
             out[..., i] &= present[..., list(needed)].all(axis=-1)
     return out
+
+
+def presence_mask(z: np.ndarray, thresholds: np.ndarray | None,
+                  requirements: Sequence[Sequence[int]] | None) -> np.ndarray:
+    """Which concepts are shown ((C,) or (N, C) bool): z at or above each concept's threshold
+    (z > 0 without thresholds), then ``consistent_presence`` unless ``requirements`` is None."""
+    z = np.asarray(z)
+    shown = z >= thresholds if thresholds is not None else z > 0
+    return np.asarray(shown) if requirements is None else consistent_presence(shown, requirements)

@@ -351,14 +351,9 @@ class CEIRModel:
     def present(self, concepts_z: np.ndarray) -> np.ndarray:
         """(N, C) bool: which concepts each image shows (calibrated thresholds, z > 0 for models
         without them, and a description only with the concepts among its words)."""
-        z = np.asarray(concepts_z)
-        shown = z >= self.presence_thresholds if self.presence_thresholds is not None else z > 0
-        requirements = self.presence_requirements()
-        if requirements is None:
-            return np.asarray(shown)
-        from ceir_sdk.concepts.generality import consistent_presence
+        from ceir_sdk.concepts.generality import presence_mask
 
-        return consistent_presence(shown, requirements)
+        return presence_mask(concepts_z, self.presence_thresholds, self.presence_requirements())
 
     def presence_requirements(self) -> list[list[int]] | None:
         """Per concept, the concepts that must be present with it (None when

@@ -133,7 +133,8 @@ def name_clusters(
     """
     index = GeneralityIndex(concepts)
     overall = concept_z.mean(axis=0)
-    shown_overall = None if present is None else present.mean(axis=0)
+    shown = None if present is None else np.asarray(present, dtype=bool)
+    shown_overall = None if shown is None else shown.mean(axis=0)
     names: list[list[tuple[str, float]]] = []
     for c in range(k):
         in_cluster = labels == c
@@ -143,8 +144,8 @@ def name_clusters(
             continue
         lift = members.mean(axis=0) - overall
         ranked = rank_general_first(lift, index, top, keep) if keep < 1 else list(np.argsort(-lift)[:top])
-        if present is not None and shown_overall is not None:
-            shown_more = present[in_cluster].mean(axis=0) - shown_overall
+        if shown is not None and shown_overall is not None:
+            shown_more = shown[in_cluster].mean(axis=0) - shown_overall
             ranked = sorted(ranked, key=lambda i: -float(shown_more[i]))  # stable: lift breaks ties
         names.append([(concepts[i], float(lift[i])) for i in ranked])
     return names

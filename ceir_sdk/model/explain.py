@@ -47,15 +47,9 @@ class Explanation:
     @property
     def present(self) -> np.ndarray:
         """(C,) bool: which concepts the image shows."""
-        if self.presence_thresholds is None:
-            shown = np.asarray(self.activations > 0)
-        else:
-            shown = np.asarray(self.activations >= self.presence_thresholds)
-        if self.presence_requirements is None:
-            return shown
-        from ceir_sdk.concepts.generality import consistent_presence
+        from ceir_sdk.concepts.generality import presence_mask
 
-        return consistent_presence(shown, self.presence_requirements)
+        return presence_mask(self.activations, self.presence_thresholds, self.presence_requirements)
 
     @property
     def completeness_error(self) -> float:

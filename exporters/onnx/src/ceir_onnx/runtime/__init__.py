@@ -35,7 +35,7 @@ from ceir_onnx.runtime.providers import (
 from ceir_onnx.runtime.search import ExactIndex
 from ceir_onnx.runtime.tokenizer import ClipTokenizer
 from ceir_onnx.variants import cpu_safe_level
-from ceir_sdk.concepts.generality import consistent_presence, presence_requirements
+from ceir_sdk.concepts.generality import presence_mask, presence_requirements
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 
 _log = logging.getLogger("ceir_onnx.runtime")
@@ -287,11 +287,10 @@ class Runtime:
                 f"activations have {acts.shape[1]} columns; the bundle has {len(self.concepts)} concepts"
             )
         result = []
-        for row in acts:
+        # one pass over the whole batch: the parts rule loops over concepts, not images
+        shown_rows = presence_mask(acts, self.presence_thresholds, self.presence_requirements)
+        for row, shown in zip(acts, shown_rows, strict=True):
             order = np.argsort(-row, kind="stable")
-            shown = row >= self.presence_thresholds if self.presence_thresholds is not None else row > 0
-            if self.presence_requirements is not None:
-                shown = consistent_presence(shown, self.presence_requirements)
             result.append(
                 Explanation(
                     top=[(self.concepts[i], float(row[i])) for i in order[:top_k]],
