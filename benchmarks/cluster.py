@@ -49,6 +49,21 @@ def _summary(runs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def paired_difference(runs: list[dict[str, float]], baseline: list[dict[str, float]]) -> dict[str, Any]:
+    """Per-seed differences (runs - baseline, same seed) for NMI and ACC: mean, standard error.
+
+    The means alone hide how much of a gap is seed noise; "within_noise" says when the mean
+    difference is under two standard errors, i.e. the seeds cannot tell the two apart.
+    """
+    out: dict[str, Any] = {"seeds": len(runs)}
+    for key in ("nmi", "acc"):
+        diff = np.array([a[key] - b[key] for a, b in zip(runs, baseline)], dtype=np.float64)
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        out[key] = {"per_seed": [round(float(d), 4) for d in diff], "mean": float(diff.mean()),
+                    "std_error": se, "within_noise": bool(abs(diff.mean()) < 2 * se)}
+    return out
+
+
 def evaluate_protocol(
     train_features: np.ndarray,
     test_features: np.ndarray,
@@ -85,6 +100,7 @@ def evaluate_protocol(
             labels, _, _ = kmeans(space, k, restarts=restarts, seed=seed)
             runs[name].append(clustering_scores(test_labels, labels))
     report: dict[str, Any] = {name: _summary(r) for name, r in runs.items()}
+    report["ceir_minus_raw"] = paired_difference(runs["ceir"], runs["raw_kmeans"])
     report["seeds"] = list(seeds)
     report["concepts_kept"] = len(models[0].concepts)
     report["concepts_given"] = len(concepts)

@@ -32,11 +32,25 @@ def test_protocol_reports_three_methods_with_mean_and_std(bench: Any) -> None:
         assert set(report[method]) == {f"{m}_{s}" for m in ("nmi", "acc", "ari") for s in ("mean", "std")}
         assert 0.0 <= report[method]["acc_mean"] <= 1.0
     assert report["ceir"]["acc_mean"] > 0.7 and len(models) == 2
+    gap = report["ceir_minus_raw"]
+    for m in ("nmi", "acc"):
+        assert gap[m]["mean"] == pytest.approx(report["ceir"][f"{m}_mean"] - report["raw_kmeans"][f"{m}_mean"])
+        assert len(gap[m]["per_seed"]) == 2 and gap[m]["std_error"] >= 0.0
     truth_names = [{names[c] for c in t} for t in truth[350:]]
     p5 = bench.explain_precision_at_5(models[0], x[350:400], truth_names[:50])
     assert 0.5 <= p5["present"] <= 1.0 and p5["max_completeness_error"] <= 0.01
     naming = bench.cluster_name_accuracy(models[0], x[350:], y[350:], truth_names, 4)
     assert naming["accuracy"] >= 0.75 and naming["name_true_share"] >= 0.75
+
+
+def test_paired_difference_tells_a_gap_from_seed_noise(bench: Any) -> None:
+    base = [{"nmi": 0.5, "acc": 0.80}, {"nmi": 0.6, "acc": 0.82}, {"nmi": 0.4, "acc": 0.81}]
+    steady = [{"nmi": r["nmi"] + 0.05, "acc": r["acc"] + d} for r, d in zip(base, (0.010, 0.012, 0.011))]
+    noisy = [{"nmi": r["nmi"], "acc": r["acc"] + d} for r, d in zip(base, (0.02, -0.03, 0.012))]
+    gap = bench.paired_difference(steady, base)
+    assert gap["acc"]["mean"] == pytest.approx(0.011) and not gap["acc"]["within_noise"]
+    assert gap["nmi"]["std_error"] == pytest.approx(0.0, abs=1e-12)
+    assert bench.paired_difference(noisy, base)["acc"]["within_noise"]
 
 
 def test_labelled_domain_harness_on_stand_in_images(bench: Any) -> None:
