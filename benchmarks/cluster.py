@@ -111,6 +111,46 @@ def evaluate_protocol(
     return report, models
 
 
+def with_class_names(
+    train_features: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+    concepts: Sequence[str],
+    class_names: Sequence[str],
+    *,
+    concept_embeddings: np.ndarray | None = None,
+    class_name_embeddings: np.ndarray | None = None,
+    **protocol: Any,
+) -> dict[str, Any]:
+    """The protocol again with the class names added to the concept set, as the reference code does.
+
+    Reported beside the default (no class names) so that the size of that label leak is a
+    measured figure, not a footnote. Raw k-means does not see concepts, so only the concept-based
+    representations and their paired gap to raw k-means are kept.
+    """
+    seen = set(concepts)
+    keep: list[int] = []  # positions in class_names of the first copy of each name not yet a concept
+    for i, name in enumerate(class_names):
+        if name not in seen:
+            seen.add(name)
+            keep.append(i)
+    added = [class_names[i] for i in keep]
+    embeddings = None
+    if concept_embeddings is not None:
+        if class_name_embeddings is None:
+            raise ValueError("concept_embeddings given without class_name_embeddings")
+        embeddings = np.concatenate([concept_embeddings, np.asarray(class_name_embeddings)[keep]])
+    report, _ = evaluate_protocol(train_features, test_features, test_labels, [*concepts, *added],
+                                  concept_embeddings=embeddings, **protocol)
+    return {
+        "ceir": report["ceir"],
+        "concept_kmeans": report["concept_kmeans"],
+        "ceir_minus_raw": report["ceir_minus_raw"],
+        "concepts_given": len(concepts) + len(added),
+        "class_names_added": len(added),
+    }
+
+
 def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                           *, l2: float = 1e-4, steps: int = 200) -> float:
     """Test accuracy of a multinomial logistic regression fitted on the training labels.
@@ -236,13 +276,14 @@ def name_scores(clusters: np.ndarray, top_names: Sequence[str | None], labels: n
 
 def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], include_class_names: bool,
                n_explain: int, descriptive: bool = True,
-               concept_template: str | Sequence[str] = "{}") -> dict[str, Any]:
+               concept_template: str | Sequence[str] = "{}",
+               domains: Sequence[str] = WORLD_DOMAINS) -> dict[str, Any]:
     from ceir_sdk.model.world_concepts import label_information, oracle_concepts
     from ceir_sdk.worlds import World
     from ceir_sdk.worlds.descriptions import description_parts, expand_truth
 
     out: dict[str, Any] = {}
-    for domain in WORLD_DOMAINS:
+    for domain in domains:
         t0 = time.perf_counter()
         world = World(domain, image_size=32, seed=0)
         x_tr, y_tr, _ = _world_features(backbone, world, "train", n_train)
@@ -262,6 +303,12 @@ def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], i
         report["cluster_name_accuracy_by_parts"] = cluster_name_accuracy(
             models[0], x_te, y_te, truth, world.num_classes, parts=parts, atomic_truth=atomic_truth)["accuracy"]
         report["label_information"] = label_information(include_class_names=include_class_names)
+        if not include_class_names:
+            # METHOD.md: class names in the concept set are off by default and reported both ways.
+            report["with_class_names"] = with_class_names(
+                x_tr, x_te, y_te, concepts, world.class_names, k=world.num_classes, backbone=backbone,
+                seeds=seeds, concept_template=concept_template)
+            report["with_class_names"]["label_information"] = label_information(include_class_names=True)
         report["concept_set"] = {"n_given": len(concepts), "descriptive_phrases": descriptive,
                                  "concept_template": concept_template}
         report["n_train"], report["n_test"], report["k"] = n_train, n_test, world.num_classes
@@ -269,6 +316,11 @@ def run_worlds(backbone: Any, n_train: int, n_test: int, seeds: Sequence[int], i
         out[domain] = report
         print(f"{domain}: " + "  ".join(f"{m} nmi={report[m]['nmi_mean']:.3f} acc={report[m]['acc_mean']:.3f}"
                                          for m in ("ceir", "raw_kmeans", "concept_kmeans")), flush=True)
+        if "with_class_names" in report:
+            named = report["with_class_names"]
+            print(f"{domain} with class names: " + "  ".join(
+                f"{m} nmi={named[m]['nmi_mean']:.3f} acc={named[m]['acc_mean']:.3f}"
+                for m in ("ceir", "concept_kmeans")), flush=True)
     return out
 
 
@@ -390,7 +442,7 @@ def run_torchvision(seeds: Sequence[int], concept_file: Path | None) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not the figures)")
-    parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument("--out", type=Path, default=None, help=f"default: {RESULT.relative_to(HERE.parent)}")
     parser.add_argument("--backbone", default="open-clip:ceir-world")
     parser.add_argument("--include-class-names", action="store_true")
     parser.add_argument("--concept-template", action="append", default=None,
@@ -399,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--atomic-concepts", action="store_true",
                         help="single attributes only, without the LLM-like descriptions ('red dotted')")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="number of seeds (default 5, or 2 with --quick); more seeds narrow the paired gaps")
+    parser.add_argument("--domain", action="append", choices=WORLD_DOMAINS, default=None,
+                        help="run only this world domain (repeatable); the top-level figures then cover it alone")
     parser.add_argument("--concepts-dir", type=Path, default=None, help="concept files NAME.txt for CIFAR/STL")
     args = parser.parse_args(argv)
     from ceir_sdk.model.cluster import DEFAULT_RESTARTS
@@ -406,30 +462,38 @@ def main(argv: list[str] | None = None) -> int:
     from ceir_sdk.model.world_concepts import WORLD_CONCEPT_TEMPLATES
     from ceir_sdk.plugins import get_backbone
 
-    seeds = (0, 1) if args.quick else (0, 1, 2, 3, 4)
+    if args.seeds is not None and args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    seeds = tuple(range(args.seeds if args.seeds is not None else (2 if args.quick else 5)))
+    domains = tuple(dict.fromkeys(args.domain or WORLD_DOMAINS))
+    standard = args.seeds is None and args.domain is None
+    if args.out is None and not standard:
+        parser.error("--seeds and --domain change the protocol: give --out, so that the standard figures in "
+                     f"{RESULT.name} are not overwritten")
+    out_path: Path = args.out or RESULT
     n_train, n_test = (2000, 1000) if args.quick else (10_000, 5_000)
     result: dict[str, Any] = {
         "benchmark": "cluster", "quick": args.quick, "protocol": "fit on train (validation carved from train), "
         "evaluate on test once; seeds for model and k-means; k = number of classes; "
         f"k-means: faiss, best of {DEFAULT_RESTARTS} restarts from greedy k-means++ seeds",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
-        "backbone": args.backbone,
+        "backbone": args.backbone, "world_domains_run": list(domains), "seeds": list(seeds),
     }
     try:
         backbone = get_backbone(args.backbone)
         result.update(run_worlds(backbone, n_train, n_test, seeds, args.include_class_names,
                                  n_explain=200 if args.quick else 500, descriptive=not args.atomic_concepts,
-                                 concept_template=args.concept_template or list(WORLD_CONCEPT_TEMPLATES)))
+                                 concept_template=args.concept_template or list(WORLD_CONCEPT_TEMPLATES),
+                                 domains=domains))
         # Top-level figures are means over the world domains, each domain's figure kept beside it.
         for key, field in (("explain_precision_at_5", "present"), ("explain_precision_at_5_any_sign", "any_sign")):
-            result[key] = float(np.mean([result[d]["explain_precision_at_5"][field] for d in WORLD_DOMAINS]))
-        result["cluster_name_accuracy"] = float(np.mean([result[d]["cluster_name_accuracy"] for d in WORLD_DOMAINS]))
+            result[key] = float(np.mean([result[d]["explain_precision_at_5"][field] for d in domains]))
+        result["cluster_name_accuracy"] = float(np.mean([result[d]["cluster_name_accuracy"] for d in domains]))
         result["cluster_name_accuracy_by_parts"] = float(
-            np.mean([result[d]["cluster_name_accuracy_by_parts"] for d in WORLD_DOMAINS]))
-        result["cluster_name_true_share"] = float(
-            np.mean([result[d]["cluster_name_true_share"] for d in WORLD_DOMAINS]))
+            np.mean([result[d]["cluster_name_accuracy_by_parts"] for d in domains]))
+        result["cluster_name_true_share"] = float(np.mean([result[d]["cluster_name_true_share"] for d in domains]))
         result["quality_bar_met"] = all(
-            result[d]["ceir"][m] > result[d]["raw_kmeans"][m] for d in WORLD_DOMAINS for m in ("nmi_mean", "acc_mean"))
+            result[d]["ceir"][m] > result[d]["raw_kmeans"][m] for d in domains for m in ("nmi_mean", "acc_mean"))
     except Exception as exc:  # say plainly what did not run
         result["worlds_error"] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
@@ -439,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         result["fit_over_extract_time_detail"] = speed
     concept_file = None if args.concepts_dir is None else args.concepts_dir
     result["torchvision_domains"] = run_torchvision(seeds, concept_file)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, result)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_path, result)
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=2))
     return 0
 

@@ -43,6 +43,44 @@ def test_protocol_reports_three_methods_with_mean_and_std(bench: Any) -> None:
     assert naming["accuracy"] >= 0.75 and naming["name_true_share"] >= 0.75
 
 
+def test_class_names_variant_adds_only_missing_names_and_reports_the_gap(bench: Any) -> None:
+    x, y, names, text, _ = make_world(400, seed=5, noise=0.3)
+    class_names = ["class a", "class a", names[0], "class b"]  # a repeat and a name already a concept
+    class_text = np.stack([text[0] + text[1], text[0] + text[1], text[0], text[6] + text[7]])
+    named = bench.with_class_names(
+        x[:300], x[300:], y[300:], names, class_names, concept_embeddings=text, class_name_embeddings=class_text,
+        k=4, seeds=(0, 1), latent="pca", latent_options={"latent_dim": 4}, restarts=2)
+    assert named["class_names_added"] == 2 and named["concepts_given"] == len(names) + 2
+    # the embeddings that travel with the added names are theirs, not their neighbours'
+    seen: list[Any] = []
+    real_protocol = bench.evaluate_protocol
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append((args[3], kwargs["concept_embeddings"]))
+        return real_protocol(*args, **kwargs)
+
+    bench.evaluate_protocol = spy
+    try:
+        bench.with_class_names(x[:300], x[300:], y[300:], names, class_names, concept_embeddings=text,
+                               class_name_embeddings=class_text, k=4, seeds=(0,), latent="pca",
+                               latent_options={"latent_dim": 4}, restarts=1)
+    finally:
+        bench.evaluate_protocol = real_protocol
+    concepts_seen, embeddings_seen = seen[0]
+    assert concepts_seen[-2:] == ["class a", "class b"]
+    np.testing.assert_allclose(embeddings_seen[-2:], class_text[[0, 3]])
+    for method in ("ceir", "concept_kmeans"):
+        assert 0.0 <= named[method]["acc_mean"] <= 1.0
+    assert len(named["ceir_minus_raw"]["acc"]["per_seed"]) == 2
+    with pytest.raises(ValueError, match="class_name_embeddings"):
+        bench.with_class_names(x[:300], x[300:], y[300:], names, class_names, concept_embeddings=text, k=4)
+
+
+def test_nonstandard_runs_must_name_their_output(bench: Any) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--seeds", "3", "--skip-speed"])
+
+
 def test_paired_difference_tells_a_gap_from_seed_noise(bench: Any) -> None:
     base = [{"nmi": 0.5, "acc": 0.80}, {"nmi": 0.6, "acc": 0.82}, {"nmi": 0.4, "acc": 0.81}]
     steady = [{"nmi": r["nmi"] + 0.05, "acc": r["acc"] + d} for r, d in zip(base, (0.010, 0.012, 0.011))]
