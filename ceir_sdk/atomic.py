@@ -3,6 +3,11 @@
 A write goes to a temporary file beside the target, is fsynced, then renamed over it (and
 the folder fsynced where the platform allows), so a reader sees the old file or the new one,
 never half of one, and an interrupted write leaves the previous file intact.
+
+Files and folders get the permissions an ordinary ``open`` or ``mkdir`` would give (the user's
+umask applies; a replaced file keeps its mode). ``tempfile.mkstemp`` and ``mkdtemp`` would make
+them private (0600 / 0700), and a model or bundle exported by one account must stay readable
+by the service account that loads it.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import stat
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +32,46 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def sibling_name(path: Path, tag: str = "tmp") -> Path:
+    """A hidden, unique name beside ``path`` for staging a file or folder that replaces it."""
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+
+
+def make_staging_dir(target: str | Path) -> Path:
+    """Create an empty folder beside ``target`` with ordinary (umask) permissions."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        stage = sibling_name(target, "partial")
+        try:
+            stage.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return stage
+
+
+def _create_temp_file(path: Path) -> tuple[int, Path]:
+    """Open a new temp file beside ``path``: umask permissions, or ``path``'s own if it exists."""
+    try:
+        keep_mode: int | None = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        keep_mode = None
+    while True:
+        tmp = sibling_name(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        if keep_mode is not None:
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, keep_mode)
+        return fd, tmp
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -234,3 +234,21 @@ def test_cpu_thread_pool_sleeps_unless_spinning_is_asked(bundle: Path) -> None:
     spinning = Runtime(bundle, providers="cpu", threads=2, spinning=True)
     assert spinning.image_session.get_session_options().get_session_config_entry(key) == "1"
     np.testing.assert_allclose(spinning.embed(images), quiet.embed(images), atol=1e-6)
+
+
+def test_exported_bundles_are_readable_by_other_accounts(tmp_path: Path) -> None:
+    """A bundle exported by one account is served by another: no 0700 folder, no 0600 manifest."""
+    import stat
+
+    from ceir_onnx.bundle import MANIFEST, staged_directory, write_json
+
+    previous = os.umask(0o022)
+    try:
+        with staged_directory(tmp_path / "bundle", overwrite=False) as stage:
+            write_json(stage / MANIFEST, {"format": "x"})
+    finally:
+        os.umask(previous)
+    out = tmp_path / "bundle"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / MANIFEST).stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]

@@ -7,29 +7,20 @@ before onnxruntime ever parses it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ceir_sdk.atomic import atomic_write_json, make_staging_dir, sha256_file
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 
 FORMAT = "ceir-onnx-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:
@@ -39,18 +30,7 @@ def _fsync_file(path: Path) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Write JSON through a temp file + fsync + rename, so a crash keeps the old file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, obj)
 
 
 @contextmanager
@@ -65,7 +45,7 @@ def staged_directory(out_dir: str | Path, *, overwrite: bool) -> Iterator[Path]:
     if out.exists() and not (out / MANIFEST).exists() and any(out.iterdir()):
         raise BadInputError(f"{out} exists and is not a ceir bundle; refusing to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    stage = make_staging_dir(out)  # umask permissions: the service that loads the bundle must read it
     try:
         yield stage
         for item in stage.iterdir():
