@@ -102,6 +102,58 @@ def test_runtime_matches_the_torch_model(fitted: dict[str, Any]) -> None:
     assert cos.min() >= 0.99
 
 
+def _awkward_files(root: Path, base: np.ndarray) -> list[Path]:
+    """The same picture as a phone JPEG with an EXIF rotation, with alpha, as a palette, 1-bit, 16-bit."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    rgb = Image.fromarray(base, "RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    rgb.save(root / "phone.jpg", exif=exif, quality=95)
+    rgba = np.dstack([base, np.where(np.arange(base.shape[1]) < base.shape[1] // 2, 0, 255)
+                      .astype(np.uint8)[None, :].repeat(base.shape[0], 0)])
+    Image.fromarray(rgba, "RGBA").save(root / "logo.png")
+    rgb.convert("P").save(root / "palette.png")
+    rgb.convert("1").save(root / "bilevel.png")
+    Image.fromarray(base[..., 0].astype(np.uint16) * 257).save(root / "gray16.png")
+    return sorted(root.iterdir())
+
+
+def test_runtime_decodes_awkward_files_as_the_torch_model_does(fitted: dict[str, Any], tmp_path: Path) -> None:
+    """EXIF rotation, alpha, palette, 1-bit and 16-bit files: the same pixels reach both paths."""
+    model, backbone, rt = fitted["model"], fitted["backbone"], fitted["runtime"]
+    base = np.asarray(fitted["images"][0])
+    if base.shape[0] == base.shape[1]:  # a rotation must change the picture
+        base = base[:, : base.shape[1] * 3 // 4]
+    files = _awkward_files(tmp_path / "odd", np.ascontiguousarray(base))
+    ref = model.encode_features(backbone.encode_images(files, progress=False), output="latent")
+    got = rt.embed(files)
+    assert np.abs(got - ref).max() <= 1e-4, [f.name for f in files]
+    rgba = np.dstack([base, np.full(base.shape[:2], 128, np.uint8)])
+    from_array = rt.embed([rgba, base.astype(np.float32) / 255.0])
+    ref_array = model.encode_features(backbone.encode_images([rgba, base.astype(np.float32) / 255.0],
+                                                             progress=False), output="latent")
+    assert np.abs(from_array - ref_array).max() <= 1e-4
+
+
+def test_runtime_reports_a_decompression_bomb_instead_of_crashing(fitted: dict[str, Any], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ceir_sdk.errors import BadInputError
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.asarray(fitted["images"][0])).save(folder / "ok.png")
+    big = Image.new("1", (20_000, 10_000))  # 200 megapixels, a few kilobytes on disk
+    big.save(folder / "bomb.png")
+    rt = fitted["runtime"]
+    with pytest.raises(BadInputError, match="bomb"):
+        rt.embed(folder)
+    kept = rt.embed(folder, on_error="skip")
+    assert kept.shape[0] == 1 and "bomb.png" in str(rt.last_skipped)
+
+
 def _same_hits(a: list[Any], b: list[Any]) -> None:
     assert [h.id for h in a] == [h.id for h in b]
     np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-4, rtol=1e-4)

@@ -135,8 +135,10 @@ def test_explain_search_and_inputs(bundle: Path, tmp_path: Path) -> None:
     s, r = rt.search_text(clip_index, ["striped fur", "feathers"], k=5)
     assert r.shape == (2, 5) and np.all(np.diff(s, axis=1) <= 1e-6)
     assert rt.concept_similarity(folder, ["striped fur"]).shape == (5, 1)
-    with pytest.raises(BadInputError, match="uint8"):
-        rt.embed([np.zeros((8, 8, 3), np.float32)])
+    with pytest.raises(BadInputError, match="uint8"):  # floats are read as [0, 1], as the torch model reads them
+        rt.embed([np.full((8, 8, 3), 2.0, np.float32)])
+    with pytest.raises(BadInputError, match="not an image"):
+        rt.embed([np.zeros((8, 8, 5), np.uint8)])
     with pytest.raises(BadInputError, match="no such image"):
         rt.embed(tmp_path / "nope.jpg")
     with pytest.raises(BadInputError, match="no 'int4' image graph"):
@@ -219,6 +221,43 @@ def test_unreadable_images_fail_or_are_skipped_as_chosen(bundle: Path, tmp_path:
     assert runtime.last_kept == [0, 2]
     assert [i for i, _ in runtime.last_skipped] == [1] and "b.png" in runtime.last_skipped[0][1]
     np.testing.assert_allclose(latent, Runtime(bundle).embed([tmp_path / "a.png", tmp_path / "c.png"]), atol=1e-6)
+    per_call = Runtime(bundle).embed_all(tmp_path, on_error="skip")  # a per-call policy
+    assert per_call.kept == [0, 2] and [i for i, _ in per_call.skipped] == [1]
+
+
+def test_skip_bookkeeping_is_per_call_and_per_thread(bundle: Path, tmp_path: Path) -> None:
+    """One runtime serving many threads: each call's rows map back to its own inputs."""
+    import threading
+
+    from ceir_onnx.runtime import Runtime
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    good = tmp_path / "good.png"
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG truncated")
+    runtime = Runtime(bundle, on_error="skip", decode_workers=2)
+    requests = {name: [good if (i + shift) % 3 else bad for i in range(n)]
+                for name, n, shift in (("a", 5, 0), ("b", 7, 1), ("c", 4, 2))}
+    seen: dict[str, list[tuple[list[int], list[int], list[int]]]] = {name: [] for name in requests}
+    barrier = threading.Barrier(len(requests))
+
+    def serve(name: str) -> None:
+        barrier.wait()
+        for _ in range(6):
+            emb = runtime.embed_all(requests[name])
+            seen[name].append((emb.kept, runtime.last_kept, [i for i, _ in runtime.last_skipped]))
+
+    threads = [threading.Thread(target=serve, args=(name,)) for name in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, items in requests.items():
+        expected_kept = [i for i, item in enumerate(items) if item == good]
+        expected_skipped = [i for i, item in enumerate(items) if item == bad]
+        assert seen[name] == [(expected_kept, expected_kept, expected_skipped)] * 6
 
 
 def test_cpu_thread_pool_sleeps_unless_spinning_is_asked(bundle: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,6 +54,9 @@ class Embeddings:
     latent: np.ndarray  # (N, L) posterior means
     concepts: np.ndarray  # (N, C) z-scored concept activations
     image_features: np.ndarray  # (N, D) backbone features (CLIP space), unnormalised
+    # With on_error="skip": the input position of each row, and the (position, why) of each skipped image.
+    kept: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -92,11 +96,10 @@ class Runtime:
         self.decode_workers = decode_workers or min(4, os.cpu_count() or 1)
         if on_error not in ("fail", "skip"):
             raise BadInputError(f"on_error must be 'fail' or 'skip'; got {on_error!r}")
-        # "skip": unreadable images are left out and listed in last_skipped; last_kept maps
-        # output rows back to input positions.
+        # "skip": unreadable images are left out; embed_all's result (and, per thread, last_kept /
+        # last_skipped) maps output rows back to input positions and lists what was skipped.
         self.on_error = on_error
-        self.last_kept: list[int] = []
-        self.last_skipped: list[tuple[int, str]] = []
+        self._calls = threading.local()  # one server thread's call must not see another's lists
         self.preprocess_config = PreprocessConfig.from_dict(self.manifest["preprocess"])
         self.concepts: list[str] = json.loads((self.root / self.manifest["concepts_file"]).read_text("utf-8"))
         # The fitted model's per-concept presence thresholds; bundles without them: z > 0.
@@ -194,23 +197,35 @@ class Runtime:
         """Images in any accepted form -> float32 pixels (N, 3, S, S) for the image graph."""
         return np.stack([preprocess_one(im, self.preprocess_config) for im in iter_images(images)])
 
-    def _prepare(self, index: int, item: Any) -> tuple[int, np.ndarray | None, str]:
+    @property
+    def last_kept(self) -> list[int]:
+        """Input position of each output row of this thread's last embed call."""
+        return list(getattr(self._calls, "kept", []))
+
+    @property
+    def last_skipped(self) -> list[tuple[int, str]]:
+        """(input position, why) of each image this thread's last embed call skipped."""
+        return list(getattr(self._calls, "skipped", []))
+
+    def _prepare(self, index: int, item: Any, on_error: str) -> tuple[int, np.ndarray | None, str]:
         try:
             return index, preprocess_one(item, self.preprocess_config), ""
         except BadInputError as exc:
-            if self.on_error == "fail":
+            if on_error == "fail":
                 raise
             return index, None, str(exc)
 
-    def _pixel_batches(self, items: Sequence[Any]) -> Iterator[tuple[list[int], np.ndarray]]:
+    def _pixel_batches(
+        self, items: Sequence[Any], skipped: list[tuple[int, str]], on_error: str
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
         """Decode and preprocess in threads, a bounded window ahead of inference; yields
-        (input positions, pixels) so skipped images can be accounted for."""
+        (input positions, pixels) and lists unreadable images in ``skipped``."""
         window = 2 * self.batch_size
         with ThreadPoolExecutor(self.decode_workers) as pool:
             pending: deque[Future[tuple[int, np.ndarray | None, str]]] = deque()
             it = iter(enumerate(items))
             for index, item in it:
-                pending.append(pool.submit(self._prepare, index, item))
+                pending.append(pool.submit(self._prepare, index, item, on_error))
                 if len(pending) >= window:
                     break
             positions: list[int] = []
@@ -218,13 +233,13 @@ class Runtime:
             while pending:
                 index, pixels, problem = pending.popleft().result()
                 if pixels is None:
-                    self.last_skipped.append((index, problem))
+                    skipped.append((index, problem))
                 else:
                     positions.append(index)
                     batch.append(pixels)
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append(pool.submit(self._prepare, *nxt))
+                    pending.append(pool.submit(self._prepare, *nxt, on_error))
                 if len(batch) == self.batch_size:
                     yield positions, np.stack(batch)
                     positions, batch = [], []
@@ -244,32 +259,43 @@ class Runtime:
         concepts, latent, features = self.image_session.run(None, {"pixels": pixels})
         return Embeddings(latent=latent, concepts=concepts, image_features=features)
 
-    def embed_all(self, images: Any, *, progress: bool = False) -> Embeddings:
-        """All three outputs for images given as paths, a folder, PIL images or uint8 arrays."""
+    def embed_all(self, images: Any, *, progress: bool = False, on_error: str | None = None) -> Embeddings:
+        """All three outputs for images given as paths, a folder, PIL images or arrays.
+
+        ``on_error`` overrides the runtime's policy for this call; the result's ``kept`` and
+        ``skipped`` say which inputs its rows are (safe to use from several threads at once).
+        """
         from tqdm.auto import tqdm
 
+        on_error = self.on_error if on_error is None else on_error
+        if on_error not in ("fail", "skip"):
+            raise BadInputError(f"on_error must be 'fail' or 'skip'; got {on_error!r}")
         items = iter_images(images)
         outs: list[Embeddings] = []
-        self.last_kept, self.last_skipped = [], []
+        kept: list[int] = []
+        skipped: list[tuple[int, str]] = []
+        self._calls.kept, self._calls.skipped = kept, skipped
         with tqdm(total=len(items), desc="embed", unit="img", disable=not progress) as bar:
-            for positions, pixels in self._pixel_batches(items):
+            for positions, pixels in self._pixel_batches(items, skipped, on_error):
                 outs.append(self._run_batch(pixels))
-                self.last_kept.extend(positions)
+                kept.extend(positions)
                 bar.update(len(pixels))
-        if self.last_skipped:
-            first = self.last_skipped[0][1]
-            _log.warning("embedded %d of %d images; skipped %d (e.g. %s)", len(self.last_kept), len(items),
-                         len(self.last_skipped), first)
-        if not outs and self.last_skipped:
+        if skipped:
+            _log.warning("embedded %d of %d images; skipped %d (e.g. %s)", len(kept), len(items),
+                         len(skipped), skipped[0][1])
+        if not outs and skipped:
             raise BadInputError(f"none of the {len(items)} images could be read; the first problem: "
-                                f"{self.last_skipped[0][1]}")
-        return _concat(outs)
+                                f"{skipped[0][1]}")
+        result = _concat(outs)
+        result.kept, result.skipped = kept, skipped
+        return result
 
-    def embed(self, images: Any, *, output: str = "latent", progress: bool = False) -> Any:
+    def embed(self, images: Any, *, output: str = "latent", progress: bool = False,
+              on_error: str | None = None) -> Any:
         """``output``: "latent" (N, L), "concepts" (N, C), "both" (concepts, latent) or "all"."""
         if output not in OUTPUTS:
             raise BadInputError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
-        emb = self.embed_all(images, progress=progress)
+        emb = self.embed_all(images, progress=progress, on_error=on_error)
         if output == "latent":
             return emb.latent
         if output == "concepts":

@@ -2,7 +2,8 @@
 
 open_clip (through torchvision) resizes a PIL image with PIL itself, so doing the same
 PIL calls here reproduces its pixels: resize (shortest side, bicubic, antialiased),
-centre crop (rounded offsets, zero padding when too small), RGB, /255, normalise.
+centre crop (rounded offsets, zero padding when too small), /255, normalise. Decoding to RGB
+before that is ceir_sdk.data's own, so every image type reaches both paths as the same pixels.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ceir_sdk.data.images import array_to_rgb, load_image_file, to_rgb
 from ceir_sdk.errors import BadInputError
 
 _INTERP = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
@@ -83,36 +85,29 @@ def _center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def to_pil(image: Any) -> Image.Image:
-    """Open a path, or wrap a uint8 array (H, W, 3) / (H, W), as a PIL image."""
+def to_rgb_image(image: Any) -> Image.Image:
+    """A path, PIL image or array -> 8-bit RGB, decoded exactly as the torch model decodes it.
+
+    The same function as ``ceir_sdk.data`` (EXIF rotation, alpha composited onto white, palette
+    and 1-bit images converted before resizing, 16-bit scaled, decompression-bomb limit), so a
+    bundle embeds a phone JPEG or a transparent PNG as the model it was exported from does.
+    """
     if isinstance(image, Image.Image):
-        return image
+        return to_rgb(image, "image")[0]
     if isinstance(image, (str, os.PathLike)):
-        try:
-            img = Image.open(image)
-            img.load()
-        except (OSError, ValueError) as exc:
-            raise BadInputError(f"cannot read image {os.fspath(image)!r}: {exc}") from exc
-        return img
+        return load_image_file(image)[0]
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-            raise BadInputError(
-                f"array images must be uint8 (H, W, 3) or (H, W); got {image.dtype} {image.shape}"
-            )
-        return Image.fromarray(image)
+        return array_to_rgb(image)[0]
     raise BadInputError(
-        f"unsupported image type {type(image).__name__}; give a path, a PIL image or a uint8 array"
+        f"unsupported image type {type(image).__name__}; give a path, a PIL image or an array (H, W, 3)"
     )
 
 
 def preprocess_one(image: Any, cfg: PreprocessConfig) -> np.ndarray:
     """One image -> float32 (3, S, S), normalised."""
-    img = to_pil(image)
-    img = _resize(img, cfg)
+    img = _resize(to_rgb_image(image), cfg)
     if cfg.resize != "squash":
         img = _center_crop(img, cfg.image_size)
-    if img.mode != "RGB":
-        img = img.convert("RGB")
     arr = np.asarray(img, dtype=np.float32)
     arr *= 1.0 / 255.0
     arr -= np.asarray(cfg.mean, dtype=np.float32)
