@@ -101,6 +101,35 @@ def test_missing_gpu_provider_warns_loudly(bundle: Path) -> None:
         Runtime(bundle, providers="auto", threads=1)  # auto on a CPU build: nothing to warn about
 
 
+def test_unknown_provider_names_are_refused_not_run_on_cpu(bundle: Path) -> None:
+    from ceir_sdk.errors import BadInputError
+
+    for typo in ("gpu", "CudaExecutionProvider", ["cuda:0", "cpu"]):
+        with pytest.raises(BadInputError, match="unknown execution provider"):
+            Runtime(bundle, providers=typo)
+
+
+def test_fp16_on_a_provider_list_that_lands_on_cpu_does_not_crash(bundle: Path) -> None:
+    """onnxruntime segfaulted here when the first provider listed was not CPU (checked in a
+    child process, since a segfault would take the test runner down)."""
+    import onnxruntime as ort
+
+    first = next((p for p in ort.get_available_providers() if p != "CPUExecutionProvider"), None)
+    if first is None:
+        pytest.skip("this onnxruntime lists no provider besides CPU")
+    code = textwrap.dedent(f"""
+        import warnings, numpy as np
+        warnings.simplefilter("ignore")
+        from ceir_onnx.runtime import Runtime
+        rt = Runtime({str(bundle)!r}, precision="fp16", providers=[{first!r}, "CPUExecutionProvider"])
+        out = rt.embed(np.zeros((2, 32, 32, 3), np.uint8))
+        print("rows", out.shape[0])
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert "rows 2" in result.stdout
+
+
 def test_gpu_execution(bundle: Path) -> None:
     import onnxruntime as ort
 
@@ -291,3 +320,30 @@ def test_exported_bundles_are_readable_by_other_accounts(tmp_path: Path) -> None
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     assert stat.S_IMODE((out / MANIFEST).stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_graphs_opened_on_first_use_survive_chdir_and_refuse_a_swapped_bundle(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ceir_onnx.runtime import Runtime
+
+    from ceir_sdk.errors import IncompatibleFileError
+
+    copy = tmp_path / "served"
+    shutil.copytree(bundle, copy)
+    monkeypatch.chdir(tmp_path)
+    rt = Runtime("served")  # relative, as a service started in its folder would say
+    monkeypatch.chdir("/")  # the service daemonises
+    _, latent = rt.encode_texts(["striped fur"])
+    assert latent.shape[0] == 1
+
+    swapped = Runtime(copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    text_file = copy / manifest["graphs"]["text"]["variants"]["fp32"]["file"]
+    text_file.write_bytes(text_file.read_bytes() + b"\0")  # re-exported in place after load
+    with pytest.raises(IncompatibleFileError, match="changed after this runtime loaded"):
+        swapped.encode_texts(["striped fur"])
+    gone = Runtime(copy, verify=False)
+    text_file.unlink()
+    with pytest.raises(IncompatibleFileError, match="is gone"):
+        gone.encode_texts(["striped fur"])

@@ -97,11 +97,15 @@ def _toposort(graph: Any) -> None:
 
 
 def cpu_safe_level(precision: str, providers: list[str]) -> Any:
-    """Graph optimisation level: onnxruntime 1.32 crashes applying its CPU layout
-    optimisations (ORT_ENABLE_ALL) to float16 graphs, so fp16 on CPU stops one level lower."""
+    """Graph optimisation level: onnxruntime 1.32 crashes (segfault) applying its CPU layout
+    optimisations (ORT_ENABLE_ALL) to float16 graphs that end up on CPU, so fp16 always stops
+    one level lower. Where a graph runs is only known after the session exists: any provider
+    listed first (CUDA whose libraries fail to load, Azure) can leave the graph on CPU, and
+    the layout passes of the last level target the CPU provider only."""
     import onnxruntime as ort
 
-    if precision == "fp16" and providers[:1] == ["CPUExecutionProvider"]:
+    del providers  # kept for callers; the level cannot safely depend on the request
+    if precision == "fp16":
         return ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     return ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 

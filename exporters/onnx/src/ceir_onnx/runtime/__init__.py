@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ceir_onnx.bundle import read_manifest
+from ceir_onnx.bundle import read_manifest, sha256_file
 from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one
 from ceir_onnx.runtime.providers import (
     ProviderWarning,
@@ -88,8 +88,10 @@ class Runtime:
         import onnxruntime as ort
         from safetensors.numpy import load_file
 
-        self.root = Path(bundle_dir)
+        # Absolute, so graphs opened on first use are found after a server changes directory.
+        self.root = Path(bundle_dir).resolve()
         self.manifest = read_manifest(self.root, verify=verify)
+        self._verify = verify
         if batch_size < 1:
             raise BadInputError(f"batch_size must be >= 1; got {batch_size}")
         self.batch_size = batch_size
@@ -138,21 +140,42 @@ class Runtime:
         self._options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self._requested = requested
         self._explicit = explicit
-        self.image_session = self._session(variants[precision]["file"])
+        self.image_session = self._session(variants[precision]["file"], checked=True)
         self.providers: list[str] = list(self.image_session.get_providers())
         self._text_session: Any = None
         self._sessions: dict[str, Any] = {}
         self._tokenizer: ClipTokenizer | None = None
 
     # -- sessions --------------------------------------------------------------------
-    def _session(self, file: str) -> Any:
+    def _check_unchanged(self, file: str) -> Path:
+        """A file opened after load must still be the one the manifest described at load.
+
+        Graphs and the tokenizer are opened on first use; a bundle re-exported in place since
+        then would otherwise mix another model's text graph with this one's image graph.
+        """
+        path = self.root / file
+        if not path.is_file():
+            raise IncompatibleFileError(
+                f"{path} is gone: the bundle at {self.root} was moved, deleted or replaced after this runtime "
+                "loaded it; load it again"
+            )
+        expected = self.manifest.get("files", {}).get(file, {}).get("sha256")
+        if self._verify and expected is not None and sha256_file(path) != expected:
+            raise IncompatibleFileError(
+                f"{path} changed after this runtime loaded the bundle (its checksum no longer matches the "
+                "manifest read at load; the bundle was re-exported or altered in place); load it again"
+            )
+        return path
+
+    def _session(self, file: str, *, checked: bool = False) -> Any:
         import onnxruntime as ort
 
         available = ort.get_available_providers()
         usable = [p for p in self._requested if p in available]
         self._options.graph_optimization_level = cpu_safe_level(self.precision if "image" in file else "fp32", usable)
+        path = self.root / file if checked else self._check_unchanged(file)
         try:
-            session = ort.InferenceSession(str(self.root / file), self._options, providers=usable)
+            session = ort.InferenceSession(str(path), self._options, providers=usable)
         except Exception as exc:  # onnxruntime raises its own types; name the file and the way out
             raise IncompatibleFileError(
                 f"onnxruntime {ort.__version__} cannot load {self.root / file}: {exc}; "
@@ -189,7 +212,7 @@ class Runtime:
             info = self.manifest.get("tokenizer")
             if not info:
                 raise BadInputError("this bundle has no tokenizer; re-export with a text graph")
-            self._tokenizer = ClipTokenizer(self.root / info["vocab_file"], info["context_length"])
+            self._tokenizer = ClipTokenizer(self._check_unchanged(info["vocab_file"]), info["context_length"])
         return self._tokenizer
 
     # -- images ----------------------------------------------------------------------

@@ -14,6 +14,8 @@ except ImportError as exc:  # neither extra installed
         "NVIDIA GPUs; never both)"
     ) from exc
 
+from ceir_sdk.errors import BadInputError
+
 log = logging.getLogger("ceir_onnx")
 
 ALIASES = {
@@ -61,15 +63,25 @@ def resolve_providers(providers: str | Sequence[str] | None) -> tuple[list[str],
         chosen = [p for p in GPU_PROVIDERS if p in available]
         return [*chosen, "CPUExecutionProvider"], False
     names = [providers] if isinstance(providers, str) else list(providers)
-    resolved = [ALIASES.get(n.lower(), n) for n in names]
+    resolved = [ALIASES.get(n.lower(), n) if isinstance(n, str) else n for n in names]
+    known = set(ort.get_all_providers())
+    unknown = [n for n in resolved if n not in known]
+    if unknown:
+        # A typo ("gpu", "CudaExecutionProvider") would otherwise run on CPU without a word.
+        raise BadInputError(
+            f"unknown execution provider(s) {unknown}; use 'auto', one of {sorted(ALIASES)}, or onnxruntime "
+            f"provider names (this build has {available})"
+        )
     if "CPUExecutionProvider" not in resolved:
         resolved.append("CPUExecutionProvider")  # always keep a place to fall back to
     return resolved, True
 
 
 def check_active(requested: list[str], active: Sequence[str], explicit: bool) -> list[str]:
-    """Warn (logging + ProviderWarning) for each requested GPU provider that is not active."""
-    missing = [p for p in requested if p in GPU_PROVIDERS and p not in active]
+    """Warn (logging + ProviderWarning) for each requested provider that is not active: GPU ones
+    always, others (OpenVINO, DirectML, ...) when the user named them."""
+    watched = [p for p in requested if p in GPU_PROVIDERS or (explicit and p != "CPUExecutionProvider")]
+    missing = [p for p in watched if p not in active]
     if not missing:
         return []
     available = ort.get_available_providers()
@@ -77,12 +89,13 @@ def check_active(requested: list[str], active: Sequence[str], explicit: bool) ->
     if not explicit and "CUDAExecutionProvider" in active:
         missing = [p for p in missing if p != "TensorrtExecutionProvider"]
     for p in missing:
-        hint = (
-            "this onnxruntime build lacks it: install onnxruntime-gpu instead of onnxruntime "
-            "(pip uninstall onnxruntime; pip install 'ceir-onnx[gpu]')"
-            if p not in available
-            else "the CUDA/cuDNN (or TensorRT) libraries or the GPU could not be loaded; see onnxruntime's log"
-        )
+        if p not in GPU_PROVIDERS:
+            hint = "this onnxruntime build lacks it or could not start it; install the onnxruntime build that has it"
+        elif p not in available:
+            hint = ("this onnxruntime build lacks it: install onnxruntime-gpu instead of onnxruntime "
+                    "(pip uninstall onnxruntime; pip install 'ceir-onnx[gpu]')")
+        else:
+            hint = "the CUDA/cuDNN (or TensorRT) libraries or the GPU could not be loaded; see onnxruntime's log"
         message = f"WARNING: {p} was requested but is NOT active; running on {list(active)}. {hint}"
         log.warning(message)
         warnings.warn(message, ProviderWarning, stacklevel=3)
