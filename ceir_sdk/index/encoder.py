@@ -54,8 +54,7 @@ class ModelEncoder:
         return np.asarray(z, np.float32), np.asarray(lat, np.float32)
 
     def encode_texts(self, texts: Sequence[str]) -> Pair:
-        feats = self.model.backbone.encode_texts(list(texts))
-        z, lat = self.model.encode_features(feats, output="both")
+        z, lat = self.model.encode_texts(list(texts), output="both")
         return np.asarray(z, np.float32), np.asarray(lat, np.float32)
 
     def concept_vector(self, activations: np.ndarray) -> np.ndarray:

@@ -128,6 +128,7 @@ class CEIRModel:
         self.concept_template: str | list[str] = _check_templates(concept_template)
         self.latent_model: Any = None
         self._text_embeddings: np.ndarray | None = None  # (C, D) L2-normalised, kept concepts
+        self._text_stats: tuple[np.ndarray, np.ndarray] | None = None  # text queries' scale, computed on use
         self.presence_thresholds: np.ndarray | None = None  # (C,) see ceir_sdk.model.presence
         # A description counts as present only where the concepts among its words are too
         # (ceir_sdk.concepts.generality.presence_requirements); off for concept sets where word
@@ -256,6 +257,7 @@ class CEIRModel:
         bottleneck_s = time.perf_counter() - t0
         assert self.bottleneck.kept_index is not None
         kept_text = text[self.bottleneck.kept_index]
+        self._text_stats = None
         self._text_embeddings = (
             kept_text / np.maximum(np.linalg.norm(kept_text, axis=1, keepdims=True), 1e-12)
         ).astype(np.float32)
@@ -309,6 +311,35 @@ class CEIRModel:
         self._require_fitted()
         features = self.backbone.encode_images(images, batch_size=batch_size, progress=progress)
         return self.encode_features(features, output=output)
+
+    def encode_texts(self, texts: Sequence[str], *, output: Output = "both") -> Any:
+        """Text queries on the images' scale: the backbone's text embedding through the concept
+        head, re-standardised with text statistics (see ``ceir_sdk.concepts.text_scale``), then the latent encoder."""
+        from ceir_sdk.concepts.text_scale import standardise_text_activations
+
+        if output not in ("latent", "concepts", "both"):
+            raise BadInputError(f"output must be 'latent', 'concepts' or 'both', not {output!r}")
+        self._require_fitted()
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if not texts:
+            raise BadInputError("encode_texts needs at least one text")
+        raw = self.encode_features(np.asarray(self.backbone.encode_texts(texts), np.float32), output="concepts")
+        concepts = standardise_text_activations(raw, *self._text_statistics())
+        if output == "concepts":
+            return concepts
+        latent = np.asarray(self.latent_model.encode(concepts), np.float32)
+        return latent if output == "latent" else (concepts, latent)
+
+    def _text_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        from ceir_sdk.concepts.text_scale import text_statistics
+
+        if self._text_stats is None:
+            reference = self.encode_features(self.concept_text_embeddings(), output="concepts")
+            self._text_stats = text_statistics(reference)
+        assert self._text_stats is not None
+        return self._text_stats
 
     def encode_features(self, features: np.ndarray, *, output: Output = "latent") -> Any:
         """'latent' -> (N, L); 'concepts' -> z-scored activations (N, C); 'both' -> (concepts, latent)."""

@@ -92,7 +92,7 @@ def test_runtime_matches_the_torch_model(fitted: dict[str, Any]) -> None:
         assert np.abs(c - ref_c[:batch]).max() <= 1e-4
         assert np.abs(lat - ref_l[:batch]).max() <= 1e-4
     texts = ["striped fur on green grass", "a runway"]
-    tc, tl = model.encode_features(backbone.encode_texts(texts), output="both")
+    tc, tl = model.encode_texts(texts, output="both")
     c, lat = rt.encode_texts(texts)
     assert np.abs(c - tc).max() <= 1e-4 and np.abs(lat - tl).max() <= 1e-4
     assert np.abs(rt.concept_vector(ref_c) - model.latent_model.encode(ref_c)).max() <= 1e-4

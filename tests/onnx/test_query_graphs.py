@@ -36,14 +36,19 @@ def test_head_and_latent_graphs_match_torch(tiny: Any, bundle: Path, batch: int)
     assert np.abs(rt.concept_vector(c) - lat).max() <= 1e-4
 
 
-def test_encode_texts_is_text_graph_then_head(tiny: Any, bundle: Path) -> None:
+def test_encode_texts_is_text_graph_head_text_scale_then_latent(tiny: Any, bundle: Path) -> None:
+    from ceir_sdk.concepts.text_scale import standardise_text_activations, text_statistics
+
     parts, clip = tiny
     rt = Runtime(bundle, providers="cpu")
     texts = ["striped fur", "a runway at night"]
     with torch.no_grad():
-        ref_c, ref_l = (t.numpy() for t in parts.head_module(clip.encode_text(open_clip.tokenize(texts))))
+        head_c, _ = (t.numpy() for t in parts.head_module(clip.encode_text(open_clip.tokenize(texts))))
+        reference, _ = (t.numpy() for t in parts.head_module(torch.from_numpy(rt.concept_text_embeddings)))
+    ref_c = standardise_text_activations(head_c, *text_statistics(reference))
     c, lat = rt.encode_texts(texts)
-    assert np.abs(c - ref_c).max() <= 1e-4 and np.abs(lat - ref_l).max() <= 1e-4
+    assert np.abs(c - ref_c).max() <= 1e-4
+    assert np.abs(lat - rt.concept_vector(ref_c)).max() <= 1e-4
     one_c, _ = rt.encode_texts("striped fur")
     assert one_c.shape == (1, 10)
 

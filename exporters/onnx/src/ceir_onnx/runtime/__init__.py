@@ -37,6 +37,7 @@ from ceir_onnx.runtime.search import ExactIndex
 from ceir_onnx.runtime.tokenizer import ClipTokenizer
 from ceir_onnx.variants import cpu_safe_level
 from ceir_sdk.concepts.generality import presence_mask, presence_requirements
+from ceir_sdk.concepts.text_scale import standardise_text_activations, text_statistics
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 
 _log = logging.getLogger("ceir_onnx.runtime")
@@ -145,6 +146,7 @@ class Runtime:
         self._text_session: Any = None
         self._sessions: dict[str, Any] = {}
         self._tokenizer: ClipTokenizer | None = None
+        self._text_stats: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- sessions --------------------------------------------------------------------
     def _check_unchanged(self, file: str) -> Path:
@@ -378,10 +380,18 @@ class Runtime:
         return concepts, latent
 
     def encode_texts(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(z-scored concept activations (N, C), latents (N, L)) of texts: the text graph,
-        then the concept head, as the torch model does for text queries."""
-        concepts, latent = self.encode_features(self.embed_texts(texts), output="both")
-        return concepts, latent
+        """(concept z-scores (N, C), latents (N, L)) of texts, as the torch model computes them:
+        the text graph, the concept head, re-standardisation with text statistics (CLIP's
+        modality gap, see ``ceir_sdk.concepts.text_scale``), then the latent graph."""
+        raw = self.encode_features(self.embed_texts(texts), output="concepts")
+        concepts = standardise_text_activations(raw, *self._text_statistics())
+        return concepts, self.concept_vector(concepts)
+
+    def _text_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._text_stats is None:
+            reference = self.encode_features(self.concept_text_embeddings, output="concepts")
+            self._text_stats = text_statistics(reference)
+        return self._text_stats
 
     def concept_vector(self, activations: np.ndarray) -> np.ndarray:
         """Latents (N, L) of z-scored concept activations (N, C) (or one row (C,)): the latent
