@@ -26,5 +26,9 @@ class BadInputError(CeirError, ValueError):
     """Input data (images, files, arguments) cannot be used as given."""
 
 
+class ConflictError(CeirError):
+    """A saved index changed on disk (another writer) since this copy was loaded; nothing was written."""
+
+
 class IncompatibleFileError(CeirError):
     """A saved model, bundle or index was written by an incompatible version or was altered."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,27 @@ def _image_paths(images: Sequence[str]) -> list[str]:
     return out
 
 
+# Concurrent `ceir index add/remove` runs on one index: a save that finds another writer's
+# version is retried on a fresh load, so both changes land (the embedding work is not redone).
+SAVE_ATTEMPTS = 5
+
+
+def _apply_and_save(index_dir: str, idx: Any, change: Callable[[Any], Any]) -> tuple[Any, Any]:
+    from ceir_sdk.errors import ConflictError
+    from ceir_sdk.index import ConceptIndex
+
+    for attempt in range(SAVE_ATTEMPTS):
+        result = change(idx)
+        try:
+            idx.save(index_dir)
+            return idx, result
+        except ConflictError:
+            if attempt == SAVE_ATTEMPTS - 1:
+                raise
+            idx = ConceptIndex.load(index_dir)
+    raise AssertionError("unreachable")
+
+
 def _parse_where(items: Sequence[str]) -> dict[str, Any] | None:
     """``field=value``, ``field!=value``, ``field>3``, ``field<=2`` (values parsed as JSON when possible)."""
     if not items:
@@ -89,6 +110,9 @@ def _parse_where(items: Sequence[str]) -> dict[str, Any] | None:
                     value = json.loads(raw)
                 except ValueError:
                     value = raw
+                if key in ("$eq", "$ne") and not isinstance(value, str) and value is not None:
+                    # label=1 must find {"label": "1"} as well as {"label": 1}: the shell hides which one it is.
+                    key, value = ("$in" if key == "$eq" else "$nin"), [value, raw.strip()]
                 where.setdefault(name.strip(), {})[key] = value
                 break
         else:
@@ -215,8 +239,11 @@ def register(cli: click.Group) -> None:
         lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata)
         if acts is not None and names != idx.concepts:
             raise BadInputError("the new items' concepts differ from the index's; embed them with the same model")
-        new = idx.add(lat, acts, ids=ids, metadata=meta)
-        idx.save(index_dir)
+
+        def apply(current: Any) -> Any:
+            return current.add(lat, acts, ids=ids, metadata=meta)
+
+        idx, new = _apply_and_save(index_dir, idx, apply)
         click.echo(f"Added {len(new)} items; the index holds {len(idx)}")
 
     @index.command()
@@ -226,9 +253,7 @@ def register(cli: click.Group) -> None:
         """Remove items by id and save a new version."""
         from ceir_sdk.index import ConceptIndex
 
-        idx = ConceptIndex.load(index_dir)
-        n = idx.remove(list(ids))
-        idx.save(index_dir)
+        idx, n = _apply_and_save(index_dir, ConceptIndex.load(index_dir), lambda current: current.remove(list(ids)))
         click.echo(f"Removed {n} items; the index holds {len(idx)}")
 
     @index.command()
@@ -288,6 +313,9 @@ def register(cli: click.Group) -> None:
             assert like is not None
             hits = idx.search_like(like, k, add=add_c, remove=remove_c, where=flt)
         _print_hits(hits, as_json, idx.presence_threshold if threshold is None else threshold)
+        if not hits and not as_json and expression is None:
+            click.echo("no hits" + (f": no item's metadata matches --where {' '.join(where)} (check the field "
+                                    "names and values)" if flt else ""), err=True)
         if expression is not None and strict and len(hits) < k:
             click.echo(f"only {len(hits)} items{' (within --where)' if flt else ''} match every + and - term; "
                        "--no-strict ranks every item" + ("" if presence == "threshold" or threshold is not None

@@ -24,6 +24,9 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     if queries:
         expr = queries["concept_expression"]
         edit = queries["edited_example"]
+        text = queries["text"]
+        lines.append(f"text query {text['query']!r}: {text['share_with_both_concepts']:.0%} of the top "
+                     f"{queries['k']} show both")
         lines.append(f"concept query {expr['query']!r}: precision@{queries['k']} {expr['precision_at_k']:.2f}")
         lines.append(
             f"edited example (remove {edit['edit']['remove'][0]!r}, add {edit['edit']['add'][0]!r}): results with "

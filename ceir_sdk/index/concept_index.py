@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 
 from ceir_sdk._version import __version__
-from ceir_sdk.errors import BadInputError, IncompatibleFileError
+from ceir_sdk.errors import BadInputError, ConflictError, IncompatibleFileError
 from ceir_sdk.index import persist
 from ceir_sdk.index.calibration import (
     CALIBRATION_FILE,
@@ -166,6 +166,9 @@ class ConceptIndex:
         self._sorter: np.ndarray | None = None
         self._quantiles: tuple[np.ndarray, np.ndarray] | None = None
         self.generation = 0
+        # (index directory, version) this copy was loaded from or last saved as: a save to that
+        # directory must find it still current, or another writer's version would be lost.
+        self._saved_as: tuple[Path, str] | None = None
         self.tuning: dict[str, Any] = {}
         self.calibration: PresenceCalibration | None = None
         self.calibration_note: str | None = None
@@ -743,13 +746,22 @@ class ConceptIndex:
         }
 
     # -- persistence -------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write a new version atomically; the previous one stays loadable until the swap."""
+    def save(self, path: str | Path, *, force: bool = False) -> Path:
+        """Write a new version atomically; the previous one stays loadable until the swap.
+
+        Saving back to the directory this index was loaded from (or last saved to) requires
+        that directory's current version to still be the one read: if another process saved
+        in between, :class:`ConflictError` is raised and nothing is written, rather than
+        silently dropping that process's items. Load again and re-apply the change, or pass
+        ``force=True`` to replace the other version anyway.
+        """
         from safetensors.numpy import save_file
 
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         with self._lock, persist.save_lock(root):
+            if not force:
+                self._check_not_overtaken(root)
             persist.clean_stale(root)
             tmp, name = persist.begin_version(root)
             try:
@@ -781,7 +793,22 @@ class ConceptIndex:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             persist.clean_stale(root)
+            self._saved_as = (root.resolve(), name)
             return final
+
+    def _check_not_overtaken(self, root: Path) -> None:
+        if self._saved_as is None or self._saved_as[0] != root.resolve():
+            return  # a new index, or another directory: saving replaces what is there, as asked
+        try:
+            current = persist.read_pointer(root)["version"]
+        except IncompatibleFileError:
+            return
+        if current != self._saved_as[1]:
+            raise ConflictError(
+                f"{root} was saved by another writer since this index was read (it now holds {current}; "
+                f"this index was read as {self._saved_as[1]}); nothing was written. Load it again, re-apply "
+                "the change and save, or save(..., force=True) to replace that version"
+            )
 
     @classmethod
     def load(cls, path: str | Path, *, version: int | str | None = None, verify_checksums: bool = True,
@@ -799,8 +826,10 @@ class ConceptIndex:
         root = Path(path)
         if version is None:
             vname = persist.read_pointer(root)["version"]
+            loaded_current = True
         else:
             vname = version if isinstance(version, str) else persist.version_name(int(version))
+            loaded_current = False  # an explicit older version: saving it back is a deliberate rollback
         vdir = root / vname
         if not vdir.is_dir():
             raise IncompatibleFileError(f"index version {vname} does not exist under {root}; "
@@ -830,6 +859,7 @@ class ConceptIndex:
             index._store = VectorStore(raw, m["metric"], m["factory"], nprobe=search.get("nprobe"),
                                        ef_search=search.get("ef_search"), use_gpu=use_gpu)
         index.generation = int(m["generation"])
+        index._saved_as = (root.resolve(), vname) if loaded_current else None
         index.tuning = m.get("tuning", {})
         index.encoder_ref = m.get("encoder")
         if len(index._ids) != m["count"]:

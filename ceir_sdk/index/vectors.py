@@ -142,7 +142,15 @@ class VectorStore:
             self._ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlat(self.dim, self._ivf.metric_type))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.index.train(x)
+            try:
+                self.index.train(x)
+            except RuntimeError as exc:  # faiss's C++ checks, e.g. fewer training points than lists
+                lists = f"its {self._ivf.nlist} lists" if self._ivf is not None else "its clusters"
+                raise BadInputError(
+                    f"cannot train the {self.factory} index on {len(x)} vectors: faiss needs at least one "
+                    f"training vector per list ({lists}) and 256 per PQ codebook. Train it on more vectors, "
+                    "or use factory 'Flat' (exact search; the right choice below about 10,000 vectors)"
+                ) from exc
 
     # -- mutation ----------------------------------------------------------------------
     def add(self, ids: np.ndarray, x: np.ndarray) -> None:

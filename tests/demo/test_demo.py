@@ -74,6 +74,9 @@ def test_demo_runtime_matches_torch_and_queries_run(demo_run: Any) -> None:
     assert results["onnx"]["max_abs_diff_concepts"] <= 1e-4
     queries = results["queries"]
     assert len(queries["text"]["hits"]) == queries["k"]
+    # "yellow striped" as text must find yellow striped things (before text z-scores were put on
+    # the images' scale, none of the ten did)
+    assert queries["text"]["share_with_both_concepts"] >= 0.5, queries["text"]
     assert queries["concept_expression"]["hits"], "the concept query found nothing"
     after = queries["edited_example"]["after"]
     assert after["hits"] and all(hit["id"] != queries["edited_example"]["item"] for hit in after["hits"])

@@ -242,3 +242,11 @@ def test_check_detects_disagreement(collection: dict[str, Any]) -> None:
     idx._meta.conn.execute("DELETE FROM items WHERE id = 5")
     with pytest.raises(IncompatibleFileError, match="metadata holds 599 rows"):
         idx.check()
+
+
+@pytest.mark.parametrize(("n", "factory"), [(100, "IVF256,Flat"), (200, "IVF4,PQ4")])
+def test_too_few_training_vectors_is_a_clear_error(n: int, factory: str) -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(BadInputError, match=rf"cannot train the {factory} index on {n} vectors.*'Flat'"):
+        ConceptIndex.build(rng.normal(size=(n, 16)).astype(np.float32), rng.normal(size=(n, 3)).astype(np.float32),
+                           ["a", "b", "c"], factory=factory, progress=False)

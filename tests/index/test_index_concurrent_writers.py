@@ -1,0 +1,87 @@
+"""Two writers on one index directory: no save silently drops the other's items."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from index_helpers import item_vectors
+
+from ceir_sdk.errors import ConflictError
+from ceir_sdk.index import ConceptIndex, persist
+
+
+def _items(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict[str, object]]]:
+    lat, acts = item_vectors(ids)
+    return lat, acts, [{"key": f"k{i}"} for i in ids]
+
+
+def _saved(root: Path, n: int = 50) -> None:
+    ids = np.arange(n)
+    lat, acts, meta = _items(ids)
+    ConceptIndex.build(lat, acts, [f"c{i}" for i in range(acts.shape[1])], ids=ids, metadata=meta,
+                       progress=False).save(root)
+
+
+def test_a_save_over_another_writers_version_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "ix"
+    _saved(root)
+    first, second = ConceptIndex.load(root), ConceptIndex.load(root)
+    first.add(*_items(np.array([100]))[:2], ids=[100], metadata=_items(np.array([100]))[2])
+    first.save(root)
+    second.add(*_items(np.array([200]))[:2], ids=[200], metadata=_items(np.array([200]))[2])
+    with pytest.raises(ConflictError, match="another writer"):
+        second.save(root)
+    assert 100 in ConceptIndex.load(root).ids  # nothing was written over the first writer's version
+    first.add(*_items(np.array([101]))[:2], ids=[101], metadata=_items(np.array([101]))[2])
+    first.save(root)  # a writer may keep saving its own versions
+    second.save(root, force=True)  # replacing the other version when asked
+    assert set(ConceptIndex.load(root).ids) == set(range(50)) | {200}
+    older = min(persist.versions(root))  # the first writer's last version, still kept
+    ConceptIndex.load(root, version=older).save(root)  # an explicit older version: a deliberate rollback
+    assert set(ConceptIndex.load(root).ids) == set(range(50)) | {100, 101}
+    ConceptIndex.load(root).save(tmp_path / "elsewhere")  # another directory is never a conflict
+
+
+def test_cli_add_retries_on_a_fresh_load_so_both_writers_land(tmp_path: Path) -> None:
+    from ceir_sdk.cli.index_cmd import _apply_and_save
+
+    root = tmp_path / "ix"
+    _saved(root)
+    stale = ConceptIndex.load(root)
+    other = ConceptIndex.load(root)
+    other.add(*_items(np.array([300]))[:2], ids=[300], metadata=_items(np.array([300]))[2])
+    other.save(root)  # lands between our load and our save
+    lat, acts, meta = _items(np.array([400, 401]))
+    _, added = _apply_and_save(str(root), stale, lambda current: current.add(lat, acts, ids=[400, 401],
+                                                                             metadata=meta))
+    assert list(added) == [400, 401]
+    assert {300, 400, 401} <= set(ConceptIndex.load(root).ids) and len(ConceptIndex.load(root)) == 53
+
+
+def test_cli_where_equality_matches_text_and_numbers_and_says_when_nothing_does(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    from ceir_sdk.cli.main import build
+
+    ids = np.arange(6)
+    lat, acts = item_vectors(ids)
+    emb = tmp_path / "emb.safetensors"
+    save_file({"latent": lat, "concepts": acts, "ids": ids.astype(np.int64)}, str(emb),
+              metadata={"concepts": json.dumps([f"c{i}" for i in range(acts.shape[1])])})
+    labels = ["1", 1, "2", 2, "1", 3]  # class ids stored as text by one tool, as numbers by another
+    (tmp_path / "meta.jsonl").write_text("".join(json.dumps({"key": f"k{i}", "label": lab}) + "\n"
+                                                 for i, lab in zip(ids, labels)))
+    cli, runner, ix = build(), CliRunner(), str(tmp_path / "ix")
+    r = runner.invoke(cli, ["index", "build", ix, "--embeddings", str(emb), "--metadata", str(tmp_path / "meta.jsonl")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["index", "search", ix, "--like", "5", "-k", "5", "--where", "label=1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert sorted(h["id"] for h in json.loads(r.output)) == [0, 1, 4]
+    r = runner.invoke(cli, ["index", "search", ix, "--like", "5", "-k", "5", "--where", "label!=1", "--json"])
+    assert sorted(h["id"] for h in json.loads(r.output)) == [2, 3]  # 5 is the example itself
+    r = runner.invoke(cli, ["index", "search", ix, "--like", "5", "-k", "5", "--where", "splt=test"])
+    assert r.exit_code == 0 and "no item's metadata matches --where splt=test" in r.output
