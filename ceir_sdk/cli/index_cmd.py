@@ -235,7 +235,7 @@ def register(cli: click.Group) -> None:
 
         idx = ConceptIndex.load(index_dir)
         if images and model is None and idx.encoder_ref:
-            model = idx.encoder_ref["path"]
+            model = str(idx.encoder_path())
         lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata)
         if acts is not None and names != idx.concepts:
             raise BadInputError("the new items' concepts differ from the index's; embed them with the same model")

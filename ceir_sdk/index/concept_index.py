@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -169,6 +170,7 @@ class ConceptIndex:
         # (index directory, version) this copy was loaded from or last saved as: a save to that
         # directory must find it still current, or another writer's version would be lost.
         self._saved_as: tuple[Path, str] | None = None
+        self._root: Path | None = None  # the directory last loaded from or saved to
         self.tuning: dict[str, Any] = {}
         self.calibration: PresenceCalibration | None = None
         self.calibration_note: str | None = None
@@ -420,12 +422,33 @@ class ConceptIndex:
     @property
     def encoder(self) -> Encoder | None:
         if self._encoder is None and self.encoder_ref:
-            self._encoder = load_encoder(self.encoder_ref["path"])
+            self._encoder = load_encoder(self.encoder_path())
         return self._encoder
 
     @encoder.setter
     def encoder(self, value: Any) -> None:
         self._encoder = None if value is None else as_encoder(value)
+
+    def encoder_path(self) -> Path:
+        """Where the recorded model is: its saved path, or the same place relative to the index
+        when the two were moved together. A clear error when neither exists."""
+        ref = self.encoder_ref
+        if not ref:
+            raise BadInputError("this index records no model; pass one (--model PATH, or index.encoder = ...)")
+        recorded = Path(ref["path"])
+        if recorded.exists():
+            return recorded
+        relative = ref.get("relative_to_index")
+        if relative is not None and self._root is not None:
+            beside = (self._root / relative).resolve()
+            if beside.exists():
+                return beside
+        raise BadInputError(
+            f"the model this index was built with is no longer at {recorded}"
+            + (f" (nor at {relative} from the index)" if relative else "")
+            + ": it was moved or deleted. Pass --model PATH to `ceir index search`, or set "
+            "index.encoder = load_encoder(PATH) (or a CEIRModel)"
+        )
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         if self._sorter is None:
@@ -780,7 +803,7 @@ class ConceptIndex:
                     "generation": self.generation, "count": len(self), "dim": self.dim,
                     "metric": self.metric, "factory": self.factory, "concepts": self.concepts,
                     "presence_threshold": self.presence_threshold, "presence_rule": self.presence_rule,
-                    "encoder": self.encoder_ref,
+                    "encoder": _with_relative_path(self.encoder_ref, root),
                     "search": {"nprobe": None if self._store is None else self._store.nprobe,
                                "ef_search": None if self._store is None else self._store.ef_search},
                     "tuning": self.tuning,
@@ -794,6 +817,7 @@ class ConceptIndex:
                 raise
             persist.clean_stale(root)
             self._saved_as = (root.resolve(), name)
+            self._root = root.resolve()
             return final
 
     def _check_not_overtaken(self, root: Path) -> None:
@@ -860,6 +884,7 @@ class ConceptIndex:
                                        ef_search=search.get("ef_search"), use_gpu=use_gpu)
         index.generation = int(m["generation"])
         index._saved_as = (root.resolve(), vname) if loaded_current else None
+        index._root = root.resolve()
         index.tuning = m.get("tuning", {})
         index.encoder_ref = m.get("encoder")
         if len(index._ids) != m["count"]:
@@ -882,3 +907,14 @@ class ConceptIndex:
                     "index.calibrate()") from exc
             index.calibration = PresenceCalibration.from_json(data, index.concepts, str(cpath))
         return index
+
+
+def _with_relative_path(ref: dict[str, Any] | None, root: Path) -> dict[str, Any] | None:
+    """Record where the model sits relative to the index, so a deployment moved as a whole still finds it."""
+    if ref is None or "path" not in ref:
+        return ref
+    try:
+        relative = os.path.relpath(Path(ref["path"]).resolve(), root.resolve())
+    except ValueError:  # another drive (Windows)
+        return dict(ref)
+    return {**ref, "relative_to_index": relative}

@@ -85,3 +85,22 @@ def test_cli_where_equality_matches_text_and_numbers_and_says_when_nothing_does(
     assert sorted(h["id"] for h in json.loads(r.output)) == [2, 3]  # 5 is the example itself
     r = runner.invoke(cli, ["index", "search", ix, "--like", "5", "-k", "5", "--where", "splt=test"])
     assert r.exit_code == 0 and "no item's metadata matches --where splt=test" in r.output
+
+
+def test_a_deployment_moved_as_a_whole_still_finds_its_model(tmp_path: Path) -> None:
+    import shutil
+
+    from ceir_sdk.errors import BadInputError
+
+    first = tmp_path / "deployA"
+    (first / "model").mkdir(parents=True)
+    _saved(first / "ix")
+    idx = ConceptIndex.load(first / "ix")
+    idx.encoder_ref = {"kind": "ceir-model", "path": str((first / "model").resolve())}
+    idx.save(first / "ix")
+    moved = tmp_path / "deployB"
+    shutil.move(str(first), str(moved))
+    assert ConceptIndex.load(moved / "ix").encoder_path() == (moved / "model").resolve()
+    shutil.rmtree(moved / "model")
+    with pytest.raises(BadInputError, match=r"moved or deleted.*--model PATH"):
+        ConceptIndex.load(moved / "ix").encoder_path()
