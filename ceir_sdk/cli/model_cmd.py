@@ -220,8 +220,21 @@ def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split:
 
 
 def _load_model(model_dir: Path) -> Any:
-    from ceir_sdk.model import CEIRModel
+    from ceir_sdk.errors import BadInputError
 
+    if (model_dir / "manifest.json").is_file() and not (model_dir / "config.json").is_file():
+        raise BadInputError(
+            f"{model_dir} is an ONNX bundle, not a fitted model directory: `ceir encode/explain/cluster` run the torch "
+            "model. For a bundle use `ceir index build/search --model BUNDLE` or ceir_onnx.runtime.Runtime (no torch "
+            "needed), or pass the model directory the bundle was exported from"
+        )
+    try:
+        from ceir_sdk.model import CEIRModel
+    except ModuleNotFoundError as exc:  # torch is an extra of the core
+        raise BadInputError(
+            f"this command needs {exc.name} (the torch model); install it with pip install 'ceir-sdk[train]' "
+            "or serve an exported bundle with ceir_onnx.runtime.Runtime"
+        ) from exc
     return CEIRModel.load(model_dir)
 
 

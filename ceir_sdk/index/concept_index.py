@@ -122,7 +122,7 @@ def _as_matrix(x: Any, dim: int | None, what: str) -> np.ndarray:
         raise BadInputError(f"{what} must be a 2-D array (N, D); got shape {a.shape}")
     if dim is not None and a.shape[1] != dim:
         raise BadInputError(f"{what} have dimension {a.shape[1]}, but the index holds {dim}-d vectors; "
-                            "encode queries with the model that built the index")
+                            "encode items and queries with the model that built the index")
     if not np.isfinite(a).all():
         raise BadInputError(f"{what} contain NaN or infinite values")
     return np.ascontiguousarray(a)
@@ -324,7 +324,10 @@ class ConceptIndex:
 
     def remove(self, ids: Any) -> int:
         """Remove items by id; unknown ids are an error (nothing is removed then)."""
-        arr = np.unique(np.asarray(ids, dtype=np.int64).reshape(-1))
+        raw = np.asarray(ids).reshape(-1)
+        if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(np.mod(raw, 1) == 0)) and raw.size:
+            raise BadInputError(f"ids must be integers; got {raw[:5].tolist()} ({raw.dtype}); nothing was removed")
+        arr = np.unique(raw.astype(np.int64))
         with self._lock:
             missing = np.setdiff1d(arr, self._ids)
             if len(missing):

@@ -250,3 +250,12 @@ def test_too_few_training_vectors_is_a_clear_error(n: int, factory: str) -> None
     with pytest.raises(BadInputError, match=rf"cannot train the {factory} index on {n} vectors.*'Flat'"):
         ConceptIndex.build(rng.normal(size=(n, 16)).astype(np.float32), rng.normal(size=(n, 3)).astype(np.float32),
                            ["a", "b", "c"], factory=factory, progress=False)
+
+
+def test_remove_refuses_fractional_ids() -> None:
+    ids = np.arange(10)
+    lat, acts = item_vectors(ids)
+    idx = ConceptIndex.build(lat, acts, [f"c{i}" for i in range(acts.shape[1])], ids=ids, progress=False)
+    with pytest.raises(BadInputError, match="ids must be integers"):
+        idx.remove([3.7])
+    assert len(idx) == 10 and idx.remove(np.array([3.0])) == 1 and 3 not in idx.ids

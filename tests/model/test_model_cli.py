@@ -92,3 +92,14 @@ def test_fit_can_turn_presence_by_parts_off_and_cluster_uses_the_default_restart
     assert asked == [DEFAULT_RESTARTS]
     # the help text states the default by hand (importing the model at CLI start-up would pull torch)
     assert f"[default: {DEFAULT_RESTARTS}]" in CliRunner().invoke(cli, ["cluster", "--help"]).output
+
+
+def test_a_bundle_given_to_a_torch_command_says_what_to_use_instead(cli: Any, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"format": "ceir-onnx-bundle"}))
+    np.save(tmp_path / "f.npy", np.zeros((3, 16), np.float32))
+    result = CliRunner().invoke(cli, ["encode", str(bundle), "--features", str(tmp_path / "f.npy"),
+                                      "--out", str(tmp_path / "z.npy")])
+    message = str(result.exception)
+    assert result.exit_code != 0 and "is an ONNX bundle" in message and "ceir index" in message, message

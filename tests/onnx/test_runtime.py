@@ -168,6 +168,10 @@ def test_explain_search_and_inputs(bundle: Path, tmp_path: Path) -> None:
         rt.embed([np.full((8, 8, 3), 2.0, np.float32)])
     with pytest.raises(BadInputError, match="not an image"):
         rt.embed([np.zeros((8, 8, 5), np.uint8)])
+    with pytest.raises(BadInputError, match="one or more texts"):
+        rt.embed_texts([])
+    with pytest.raises(BadInputError, match="one or more texts"):
+        rt.concept_similarity(folder, [])
     with pytest.raises(BadInputError, match="no such image"):
         rt.embed(tmp_path / "nope.jpg")
     with pytest.raises(BadInputError, match="no 'int4' image graph"):

@@ -354,7 +354,10 @@ class Runtime:
     # -- text ------------------------------------------------------------------------
     def embed_texts(self, texts: str | Sequence[str]) -> np.ndarray:
         """Unnormalised text features (N, D) in the backbone's space."""
-        tokens = self.tokenizer([texts] if isinstance(texts, str) else list(texts))
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise BadInputError("give one or more texts (strings); got " + (repr(texts[:3]) if texts else "none"))
+        tokens = self.tokenizer(texts)
         out = [self.text_session.run(None, {"tokens": tokens[i : i + self.batch_size]})[0]
                for i in range(0, len(tokens), self.batch_size)]
         return np.concatenate(out).astype(np.float32)
