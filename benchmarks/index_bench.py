@@ -330,6 +330,7 @@ def world_part(quick: bool) -> dict[str, Any]:
         "calibration": {k: v for k, v in (idx.info()["calibration"] or {}).items() if k != "present_share"},
     })
     if train_acts is not None:
+        info["text_queries"] = _text_query_precision(idx, model, sorted(set(test_labels)))
         # Which concepts does the model detect at all? AUC of each activation against the
         # oracle's truth, on the TRAINING split (the indexed test split is not used for this).
         auc = {c: _auc(train_acts[:, j], np.array([c in t for t in train_truth])) for j, c in enumerate(concepts)}
@@ -408,6 +409,24 @@ def _auc(score: np.ndarray, positive: np.ndarray) -> float:
     ranks = np.empty(len(score))
     ranks[np.argsort(score, kind="stable")] = np.arange(1, len(score) + 1)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _text_query_precision(idx: ConceptIndex, model: Any, class_names: list[str]) -> dict[str, Any]:
+    """precision@10 of class-name texts ("a photo of a zebra.") through search_text, against the
+    same texts z-scored with image statistics only (the behaviour before text_scale), in one run."""
+    texts = [f"a photo of a {name}." for name in class_names]
+
+    def precision(hit_lists: list[Any]) -> float:
+        return round(float(np.mean([np.mean([h.fields.get("label") == name for h in hits]) if hits else 0.0
+                                    for name, hits in zip(class_names, hit_lists)])), 4)
+
+    now = precision(idx.search_text(texts, 10, encoder=model))
+    image_scale = model.encode_features(model.backbone.encode_texts(texts), output="both")
+    before = precision(idx.search(image_scale[1], 10))
+    return {"queries": texts, "precision_at_10": now, "precision_at_10_image_scale_only": before,
+            "chance": round(1 / len(class_names), 4),
+            "note": "hits count when their class is the query's; text z-scores are put on the images' scale "
+                    "with text statistics (ceir_sdk/concepts/text_scale.py); image_scale_only is the former way"}
 
 
 def main() -> int:
