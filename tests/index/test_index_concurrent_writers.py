@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from index_helpers import item_vectors
+from index_helpers import item_vectors, write_cli_inputs
 
 from ceir_sdk.errors import ConflictError
 from ceir_sdk.index import ConceptIndex, persist
@@ -63,20 +63,13 @@ def test_cli_add_retries_on_a_fresh_load_so_both_writers_land(tmp_path: Path) ->
 
 
 def test_cli_where_equality_matches_text_and_numbers_and_says_when_nothing_does(tmp_path: Path) -> None:
-    from safetensors.numpy import save_file
-
     from ceir_sdk.cli.main import build
 
-    ids = np.arange(6)
-    lat, acts = item_vectors(ids)
-    emb = tmp_path / "emb.safetensors"
-    save_file({"latent": lat, "concepts": acts, "ids": ids.astype(np.int64)}, str(emb),
-              metadata={"concepts": json.dumps([f"c{i}" for i in range(acts.shape[1])])})
     labels = ["1", 1, "2", 2, "1", 3]  # class ids stored as text by one tool, as numbers by another
-    (tmp_path / "meta.jsonl").write_text("".join(json.dumps({"key": f"k{i}", "label": lab}) + "\n"
-                                                 for i, lab in zip(ids, labels)))
+    rows = [{"key": f"k{i}", "label": lab} for i, lab in enumerate(labels)]
+    emb, meta = write_cli_inputs(tmp_path, np.arange(6), rows)
     cli, runner, ix = build(), CliRunner(), str(tmp_path / "ix")
-    r = runner.invoke(cli, ["index", "build", ix, "--embeddings", str(emb), "--metadata", str(tmp_path / "meta.jsonl")])
+    r = runner.invoke(cli, ["index", "build", ix, "--embeddings", str(emb), "--metadata", str(meta)])
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli, ["index", "search", ix, "--like", "5", "-k", "5", "--where", "label=1", "--json"])
     assert r.exit_code == 0, r.output

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from index_helpers import item_vectors
+from index_helpers import item_vectors, write_cli_inputs
 
 from ceir_sdk.errors import IncompatibleFileError
 from ceir_sdk.index import ConceptIndex, persist
@@ -154,20 +154,15 @@ def test_sigkill_during_saves_never_breaks_the_index(tmp_path: Path) -> None:
 
 
 def test_cli_build_search_cluster_info(tmp_path: Path) -> None:
-    from safetensors.numpy import save_file
-
     from ceir_sdk.cli.main import build
 
     ids = np.arange(300)
-    lat, acts = item_vectors(ids)
-    emb = tmp_path / "emb.safetensors"
-    save_file({"latent": lat, "concepts": acts, "ids": ids.astype(np.int64)}, str(emb),
-              metadata={"concepts": json.dumps([f"c{i}" for i in range(acts.shape[1])])})
-    (tmp_path / "meta.jsonl").write_text("".join(json.dumps({"key": f"k{i}", "tag": int(i % 3)}) + "\n" for i in ids))
+    _, acts = item_vectors(ids)
+    emb, meta = write_cli_inputs(tmp_path, ids, [{"key": f"k{i}", "tag": int(i % 3)} for i in ids])
     cli = build()
     runner = CliRunner()
     ix = str(tmp_path / "ix")
-    r = runner.invoke(cli, ["index", "build", ix, "--embeddings", str(emb), "--metadata", str(tmp_path / "meta.jsonl")])
+    r = runner.invoke(cli, ["index", "build", ix, "--embeddings", str(emb), "--metadata", str(meta)])
     assert r.exit_code == 0, r.output
     assert "Built 300 items (Flat, 6 concepts)" in r.output
     r = runner.invoke(cli, ["index", "search", ix, "--concepts", "+c1 -c2", "-k", "3", "--where", "tag=1", "--json"])
