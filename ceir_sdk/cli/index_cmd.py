@@ -123,9 +123,9 @@ def _parse_where(items: Sequence[str]) -> dict[str, Any] | None:
 def _encoder_ref(model: str | None) -> dict[str, Any] | None:
     if model is None:
         return None
-    from ceir_sdk.index.encoder import encoder_kind
+    from ceir_sdk.index.encoder import encoder_kind, model_fingerprint
 
-    return {"kind": encoder_kind(model), "path": str(Path(model).resolve())}
+    return {"kind": encoder_kind(model), "path": str(Path(model).resolve()), "fingerprint": model_fingerprint(model)}
 
 
 def _encode_images(model: str, paths: list[str]) -> tuple[Any, Any, list[str]]:

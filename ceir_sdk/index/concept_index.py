@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -439,13 +440,11 @@ class ConceptIndex:
         if not ref:
             raise BadInputError("this index records no model; pass one (--model PATH, or index.encoder = ...)")
         recorded = Path(ref["path"])
-        if recorded.exists():
-            return recorded
         relative = ref.get("relative_to_index")
-        if relative is not None and self._root is not None:
-            beside = (self._root / relative).resolve()
-            if beside.exists():
-                return beside
+        for candidate in (recorded, None if relative is None or self._root is None else self._root / relative):
+            if candidate is not None and candidate.exists():
+                _warn_if_refitted(candidate, ref.get("fingerprint"))
+                return candidate.resolve()
         raise BadInputError(
             f"the model this index was built with is no longer at {recorded}"
             + (f" (nor at {relative} from the index)" if relative else "")
@@ -921,3 +920,17 @@ def _with_relative_path(ref: dict[str, Any] | None, root: Path) -> dict[str, Any
     except ValueError:  # another drive (Windows)
         return dict(ref)
     return {**ref, "relative_to_index": relative}
+
+
+def _warn_if_refitted(path: Path, recorded: str | None) -> None:
+    """The model found where the index says may have been refitted or re-exported since: say so."""
+    from ceir_sdk.index.encoder import model_fingerprint
+
+    current = model_fingerprint(path)
+    if recorded is None or current is None or current == recorded:
+        return
+    message = (f"the model at {path} is not the one this index was built with (its weights changed: refitted or "
+               "re-exported?); text, image and edit queries will not match the stored items. Rebuild the index "
+               "with it, or pass the original with --model / index.encoder")
+    log.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)

@@ -156,6 +156,22 @@ def encoder_kind(path: str | Path) -> str:
     raise IncompatibleFileError(f"{p} is neither a fitted CEIR model directory nor an ONNX bundle")
 
 
+def model_fingerprint(path: str | Path) -> str | None:
+    """What identifies a fitted model's numbers: the weights' checksum of a model directory, the
+    fp32 image graph's of a bundle (it holds the backbone, the concept head and the latent
+    encoder). None when the directory does not say."""
+    p = Path(path)
+    try:
+        if encoder_kind(p) == "ceir-model":
+            config = json.loads((p / "config.json").read_text(encoding="utf-8"))
+            return str(config["files"]["weights.safetensors"]["sha256"])
+        manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
+        image = manifest["graphs"]["image"]["variants"]["fp32"]["file"]
+        return str(manifest["files"][image]["sha256"])
+    except (KeyError, TypeError, ValueError, OSError, IncompatibleFileError):
+        return None
+
+
 def load_encoder(path: str | Path) -> Encoder:
     """Load a model directory (torch) or an ONNX bundle (no torch) as an Encoder."""
     kind = encoder_kind(path)

@@ -97,3 +97,29 @@ def test_a_deployment_moved_as_a_whole_still_finds_its_model(tmp_path: Path) -> 
     shutil.rmtree(moved / "model")
     with pytest.raises(BadInputError, match=r"moved or deleted.*--model PATH"):
         ConceptIndex.load(moved / "ix").encoder_path()
+
+
+def test_a_model_refitted_in_place_is_flagged(tmp_path: Path) -> None:
+    from ceir_sdk.cli.index_cmd import _encoder_ref
+
+    model = tmp_path / "model"
+    model.mkdir()
+
+    def write_config(weights_sha: str) -> None:
+        (model / "config.json").write_text(json.dumps({"format": "ceir-model", "files": {
+            "weights.safetensors": {"sha256": weights_sha}}}))
+
+    write_config("a" * 64)
+    _saved(tmp_path / "ix")
+    idx = ConceptIndex.load(tmp_path / "ix")
+    idx.encoder_ref = _encoder_ref(str(model))
+    assert idx.encoder_ref is not None and idx.encoder_ref["fingerprint"] == "a" * 64
+    idx.save(tmp_path / "ix")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ConceptIndex.load(tmp_path / "ix").encoder_path() == model.resolve()  # unchanged: silent
+    write_config("b" * 64)  # refitted and saved over the same directory
+    with pytest.warns(RuntimeWarning, match="not the one this index was built with"):
+        ConceptIndex.load(tmp_path / "ix").encoder_path()
