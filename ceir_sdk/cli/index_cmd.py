@@ -128,16 +128,36 @@ def _encoder_ref(model: str | None) -> dict[str, Any] | None:
     return {"kind": encoder_kind(model), "path": str(Path(model).resolve()), "fingerprint": model_fingerprint(model)}
 
 
-def _encode_images(model: str, paths: list[str]) -> tuple[Any, Any, list[str]]:
+def _runtime_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--precision / --providers for ONNX bundles (int8 is where a CPU gets its speed-up)."""
+    fn = click.option("--providers", default=None,
+                      help="ONNX bundles: 'auto', 'cpu', 'cuda', 'tensorrt' or onnxruntime provider names, "
+                           "comma-separated (default: auto).")(fn)
+    return click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default=None,
+                        help="ONNX bundles: which image graph runs (default: fp32 on CPU, fp16 on a GPU "
+                             "build when exported; int8 needs `ceir export onnx --int8`).")(fn)
+
+
+def _runtime(precision: str | None, providers: str | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if precision is not None:
+        options["precision"] = precision
+    if providers is not None:
+        names = [p.strip() for p in providers.split(",") if p.strip()]
+        options["providers"] = names[0] if len(names) == 1 else names
+    return options
+
+
+def _encode_images(model: str, paths: list[str], runtime: dict[str, Any]) -> tuple[Any, Any, list[str]]:
     from ceir_sdk.index.encoder import load_encoder
 
-    enc = load_encoder(model)
+    enc = load_encoder(model, **runtime)
     acts, lat = enc.encode_images(paths)
     return lat, acts, list(enc.concepts)
 
 
-def _gather(embeddings: str | None, model: str | None, images: Sequence[str], metadata: str | None
-            ) -> tuple[Any, Any, list[str], Any, list[dict[str, Any]] | None]:
+def _gather(embeddings: str | None, model: str | None, images: Sequence[str], metadata: str | None,
+            runtime: dict[str, Any]) -> tuple[Any, Any, list[str], Any, list[dict[str, Any]] | None]:
     if (embeddings is None) == (not images):
         raise BadInputError("give either --embeddings FILE or --model DIR with images")
     if embeddings is not None:
@@ -146,7 +166,7 @@ def _gather(embeddings: str | None, model: str | None, images: Sequence[str], me
     if model is None:
         raise BadInputError("images need a model to embed them: --model MODEL_DIR (or an ONNX bundle)")
     paths = _image_paths(images)
-    lat, acts, names = _encode_images(model, paths)
+    lat, acts, names = _encode_images(model, paths, runtime)
     meta = _read_metadata(metadata, len(paths)) or [{} for _ in paths]
     meta = [{"path": p, **m} for p, m in zip(paths, meta)]
     return lat, acts, names, None, meta
@@ -209,12 +229,14 @@ def register(cli: click.Group) -> None:
     @click.option("--factory", default=None, help="faiss index-factory string (default: chosen by size).")
     @click.option("--no-tune", is_flag=True, help="Skip measuring nprobe for the target recall.")
     @click.option("--target-recall", type=float, default=0.97, show_default=True)
+    @_runtime_options
     def build(out: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
-              metadata: str | None, metric: str, factory: str | None, no_tune: bool, target_recall: float) -> None:
+              metadata: str | None, metric: str, factory: str | None, no_tune: bool, target_recall: float,
+              precision: str | None, providers: str | None) -> None:
         """Build an index at OUT from embeddings, or from IMAGES embedded with --model."""
         from ceir_sdk.index import ConceptIndex
 
-        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata)
+        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata, _runtime(precision, providers))
         idx = ConceptIndex.build(lat, acts, names if acts is not None else (), ids=ids, metadata=meta, metric=metric,
                                  factory=factory, tune=not no_tune, target_recall=target_recall)
         idx.encoder_ref = _encoder_ref(model)
@@ -228,15 +250,16 @@ def register(cli: click.Group) -> None:
     @click.option("--model", type=click.Path(exists=True, file_okay=False),
                   help="Model to embed IMAGES (default: the one the index was built with).")
     @click.option("--metadata", type=click.Path(exists=True, dir_okay=False))
+    @_runtime_options
     def add(index_dir: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
-            metadata: str | None) -> None:
+            metadata: str | None, precision: str | None, providers: str | None) -> None:
         """Add items to an index and save a new version."""
         from ceir_sdk.index import ConceptIndex
 
         idx = ConceptIndex.load(index_dir)
         if images and model is None and idx.encoder_ref:
             model = str(idx.encoder_path())
-        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata)
+        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata, _runtime(precision, providers))
         if acts is not None and names != idx.concepts:
             raise BadInputError("the new items' concepts differ from the index's; embed them with the same model")
 
@@ -280,10 +303,11 @@ def register(cli: click.Group) -> None:
     @click.option("--ranking", type=click.Choice(["calibrated", "margin"]), default="calibrated", show_default=True,
                   help="With --concepts: joint probability, or the earlier weakest z-margin.")
     @click.option("--json", "as_json", is_flag=True)
+    @_runtime_options
     def search(index_dir: str, expression: str | None, text: str | None, image: str | None, like: int | None,
                add_c: tuple[str, ...], remove_c: tuple[str, ...], k: int, where: tuple[str, ...],
                model: str | None, presence: str | None, threshold: float | None, strict: bool, ranking: str,
-               as_json: bool) -> None:
+               as_json: bool, precision: str | None, providers: str | None) -> None:
         """Search by concepts, text, image or example (with concept edits).
 
         Concept hits say whether they matched and, per term, the z-score, P(present) and
@@ -299,8 +323,11 @@ def register(cli: click.Group) -> None:
                                    or ranking != "calibrated"):
             raise BadInputError("--presence, --threshold, --no-strict and --ranking apply to --concepts queries")
         idx = ConceptIndex.load(index_dir)
+        runtime = _runtime(precision, providers)
         if model is not None:
-            idx.encoder = load_encoder(model)
+            idx.encoder = load_encoder(model, **runtime)
+        elif runtime and expression is None:
+            idx.encoder = load_encoder(idx.encoder_path(), **runtime)
         flt = _parse_where(where)
         if expression is not None:
             hits = idx.search_concepts(expression, k, where=flt, threshold=threshold, ranking=ranking,

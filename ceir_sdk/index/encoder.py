@@ -172,10 +172,19 @@ def model_fingerprint(path: str | Path) -> str | None:
         return None
 
 
-def load_encoder(path: str | Path) -> Encoder:
-    """Load a model directory (torch) or an ONNX bundle (no torch) as an Encoder."""
+def load_encoder(path: str | Path, **runtime_options: Any) -> Encoder:
+    """Load a model directory (torch) or an ONNX bundle (no torch) as an Encoder.
+
+    ``runtime_options`` (precision, providers, threads, ...) go to the ONNX runtime; they do
+    not apply to a torch model directory.
+    """
     kind = encoder_kind(path)
     if kind == "ceir-model":
+        if runtime_options:
+            raise BadInputError(
+                f"{path} is a torch model directory; {', '.join(sorted(runtime_options))} apply to ONNX bundles "
+                "(export one with `ceir export onnx`)"
+            )
         from ceir_sdk.model import CEIRModel
 
         return ModelEncoder(CEIRModel.load(path))
@@ -189,4 +198,4 @@ def load_encoder(path: str | Path) -> Encoder:
         raise BadInputError(
             f"{path} is an ONNX bundle; install ceir-onnx to use it: pip install 'ceir-sdk[onnx]'"
         ) from exc
-    return RuntimeEncoder(exporter.open(path))
+    return RuntimeEncoder(exporter.open(path, **runtime_options))

@@ -266,3 +266,33 @@ def test_runtime_explanations_use_the_models_presence_thresholds(fitted: dict[st
     assert rt.manifest["presence_by_parts"] is False and rt.presence_requirements is None
     for row, mine in zip(above, rt.explain(concepts=z), strict=True):
         assert {c for c, _ in mine.present} == {c for c, p in zip(model.concepts, row, strict=True) if p}
+
+
+def test_cli_index_commands_run_the_int8_graph_when_asked(fitted: dict[str, Any], tmp_path: Path) -> None:
+    from ceir_onnx.runtime import Runtime
+    from PIL import Image
+
+    from ceir_sdk.cli.main import build
+    from ceir_sdk.errors import BadInputError
+    from ceir_sdk.index import ConceptIndex
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, image in enumerate(fitted["images"][:6]):
+        Image.fromarray(np.asarray(image)).save(folder / f"{i}.png")
+    cli, runner, ix = build(), CliRunner(), str(tmp_path / "ix")
+    args = ["index", "build", ix, str(folder), "--model", str(fitted["bundle"]), "--precision", "int8",
+            "--providers", "cpu"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    stored = ConceptIndex.load(ix).vectors_of(np.arange(6))
+    int8 = Runtime(fitted["bundle"], providers="cpu", precision="int8").embed(sorted(folder.iterdir()))
+    fp32 = Runtime(fitted["bundle"], providers="cpu", precision="fp32").embed(sorted(folder.iterdir()))
+    np.testing.assert_allclose(stored, int8, atol=1e-5)
+    assert np.abs(stored - fp32).max() > 1e-5  # the int8 graph really ran
+    result = runner.invoke(cli, ["index", "search", ix, "--text", "green grass", "-k", "3", "--precision", "int8"])
+    assert result.exit_code == 0 and "1." in result.output, result.output + repr(result.exception)
+    model_dir = fitted["model"].save(tmp_path / "torch-model")
+    result = runner.invoke(cli, ["index", "build", str(tmp_path / "ix2"), str(folder), "--model", str(model_dir),
+                                 "--precision", "int8"])
+    assert isinstance(result.exception, BadInputError) and "apply to ONNX bundles" in str(result.exception)
