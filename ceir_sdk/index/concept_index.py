@@ -168,10 +168,10 @@ class ConceptIndex:
         self._sorter: np.ndarray | None = None
         self._quantiles: tuple[np.ndarray, np.ndarray] | None = None
         self.generation = 0
-        # (index directory, version) this copy was loaded from or last saved as: a save to that
-        # directory must find it still current, or another writer's version would be lost.
-        self._saved_as: tuple[Path, str] | None = None
         self._root: Path | None = None  # the directory last loaded from or saved to
+        # The version of _root this copy holds (None: new, or an explicit older version): a save
+        # back to _root must find it still current, or another writer's version would be lost.
+        self._read_version: str | None = None
         self.tuning: dict[str, Any] = {}
         self.calibration: PresenceCalibration | None = None
         self.calibration_note: str | None = None
@@ -818,21 +818,20 @@ class ConceptIndex:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             persist.clean_stale(root)
-            self._saved_as = (root.resolve(), name)
-            self._root = root.resolve()
+            self._root, self._read_version = root.resolve(), name
             return final
 
     def _check_not_overtaken(self, root: Path) -> None:
-        if self._saved_as is None or self._saved_as[0] != root.resolve():
+        if self._read_version is None or self._root != root.resolve():
             return  # a new index, or another directory: saving replaces what is there, as asked
         try:
             current = persist.read_pointer(root)["version"]
         except IncompatibleFileError:
             return
-        if current != self._saved_as[1]:
+        if current != self._read_version:
             raise ConflictError(
                 f"{root} was saved by another writer since this index was read (it now holds {current}; "
-                f"this index was read as {self._saved_as[1]}); nothing was written. Load it again, re-apply "
+                f"this index was read as {self._read_version}); nothing was written. Load it again, re-apply "
                 "the change and save, or save(..., force=True) to replace that version"
             )
 
@@ -885,8 +884,8 @@ class ConceptIndex:
             index._store = VectorStore(raw, m["metric"], m["factory"], nprobe=search.get("nprobe"),
                                        ef_search=search.get("ef_search"), use_gpu=use_gpu)
         index.generation = int(m["generation"])
-        index._saved_as = (root.resolve(), vname) if loaded_current else None
         index._root = root.resolve()
+        index._read_version = vname if loaded_current else None
         index.tuning = m.get("tuning", {})
         index.encoder_ref = m.get("encoder")
         if len(index._ids) != m["count"]:

@@ -338,7 +338,6 @@ class CEIRModel:
         if self._text_stats is None:
             reference = self.encode_features(self.concept_text_embeddings(), output="concepts")
             self._text_stats = text_statistics(reference)
-        assert self._text_stats is not None
         return self._text_stats
 
     def encode_features(self, features: np.ndarray, *, output: Output = "latent") -> Any:

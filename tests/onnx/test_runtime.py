@@ -312,12 +312,14 @@ def test_exported_bundles_are_readable_by_other_accounts(tmp_path: Path) -> None
     """A bundle exported by one account is served by another: no 0700 folder, no 0600 manifest."""
     import stat
 
-    from ceir_onnx.bundle import MANIFEST, staged_directory, write_json
+    from ceir_onnx.bundle import MANIFEST, staged_directory
+
+    from ceir_sdk.atomic import atomic_write_json
 
     previous = os.umask(0o022)
     try:
         with staged_directory(tmp_path / "bundle", overwrite=False) as stage:
-            write_json(stage / MANIFEST, {"format": "x"})
+            atomic_write_json(stage / MANIFEST, {"format": "x"})
     finally:
         os.umask(previous)
     out = tmp_path / "bundle"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ceir_sdk.atomic import atomic_write_json, make_staging_dir, sha256_file
+from ceir_sdk.atomic import make_staging_dir, sha256_file
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 
 FORMAT = "ceir-onnx-bundle"
@@ -26,11 +26,6 @@ MANIFEST = "manifest.json"
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON through a temp file + fsync + rename, so a crash keeps the old file."""
-    atomic_write_json(path, obj)
 
 
 @contextmanager

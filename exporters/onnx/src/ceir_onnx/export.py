@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from ceir_onnx import __version__
-from ceir_onnx.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_entry, staged_directory, write_json
+from ceir_onnx.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_entry, staged_directory
 from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one
 from ceir_onnx.variants import agreement, convert_fp16, quantize_int8, run_graph
+from ceir_sdk.atomic import atomic_write_json
 from ceir_sdk.errors import BadInputError
 
 DEFAULT_OPSET = 18
@@ -360,7 +361,7 @@ def export_bundle(
             "presence_by_parts": parts.presence_by_parts,
             "files": {p.relative_to(stage).as_posix(): file_entry(p) for p in files},
         }
-        write_json(stage / MANIFEST, manifest)
+        atomic_write_json(stage / MANIFEST, manifest)
         bar.update()
     bar.close()
     return Path(out_dir).resolve()
