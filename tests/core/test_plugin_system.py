@@ -94,7 +94,14 @@ def test_plugin_may_implement_a_subset_of_hook_arguments(plugin_host: PluginHost
     assert NoArgs.called
 
 
+def _forget_broken_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fixture plugin breaks at import time; an earlier test that loaded every plugin (any CLI
+    # test) leaves a working copy in sys.modules, so make the next load import it afresh.
+    monkeypatch.delitem(sys.modules, "ceir_broken_plugin", raising=False)
+
+
 def test_broken_plugin_is_reported_and_skipped(plugin_host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    _forget_broken_plugin(monkeypatch)
     monkeypatch.setenv("CEIR_TEST_BREAK_PLUGIN", "1")
     plugin_host.load_entry_points(only=["broken-plugin", "test-plugin"])
     broken = plugin_host.statuses["broken-plugin"]
@@ -104,6 +111,7 @@ def test_broken_plugin_is_reported_and_skipped(plugin_host: PluginHost, monkeypa
 
 
 def test_broken_plugin_fatal_in_strict_mode(plugin_host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    _forget_broken_plugin(monkeypatch)
     monkeypatch.setenv("CEIR_TEST_BREAK_PLUGIN", "1")
     monkeypatch.setenv("CEIR_STRICT_PLUGINS", "1")
     with pytest.raises(PluginLoadError, match="nonexistent_lib"):
