@@ -29,6 +29,8 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "results" / "cluster.json"
+if str(HERE) not in sys.path:  # also when a test loads this file by path
+    sys.path.insert(0, str(HERE))
 WORLD_DOMAINS = ("world10", "world100_20")
 
 # CIFAR-100 fine label -> one of the 20 official coarse superclasses.
@@ -442,7 +444,7 @@ def run_torchvision(seeds: Sequence[int], concept_file: Path | None) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not the figures)")
-    parser.add_argument("--out", type=Path, default=None, help=f"default: {RESULT.relative_to(HERE.parent)}")
+    parser.add_argument("--out", type=Path, default=None, help=f"default: {RESULT.name} (--quick: quick/{RESULT.name})")
     parser.add_argument("--backbone", default="open-clip:ceir-world")
     parser.add_argument("--include-class-names", action="store_true")
     parser.add_argument("--concept-template", action="append", default=None,
@@ -470,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None and not standard:
         parser.error("--seeds and --domain change the protocol: give --out, so that the standard figures in "
                      f"{RESULT.name} are not overwritten")
-    out_path: Path = args.out or RESULT
+    from _results import result_path
+
+    out_path = result_path("cluster", args.quick, args.out)
     n_train, n_test = (2000, 1000) if args.quick else (10_000, 5_000)
     result: dict[str, Any] = {
         "benchmark": "cluster", "quick": args.quick, "protocol": "fit on train (validation carved from train), "

@@ -87,10 +87,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter server delay")
     parser.add_argument("--backbone", default="open-clip:ceir-world")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "concepts.json"))
+    parser.add_argument("--out", default=None, help="default: results/concepts.json (--quick: results/quick/)")
     args = parser.parse_args()
 
-    from ceir_sdk.concepts._io import atomic_write_json
+    from _results import result_path, write_result
 
     delay = 0.05 if args.quick else 0.2
     filters = filter_counts(args.backbone)
@@ -104,7 +104,8 @@ def main() -> int:
         "concurrency": conc,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
     }
-    atomic_write_json(args.out, result)
+    args.out = result_path("concepts", args.quick, args.out)
+    write_result(args.out, result)
     print(f"filter_counts {result['filter_counts']}")
     print(f"concurrency_speedup {result['concurrency_speedup']} ({conc['seconds_1_in_flight']} s / "
           f"{conc['seconds_8_in_flight']} s, {conc['requests_per_run']} requests per run)")

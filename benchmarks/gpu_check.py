@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -23,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 for extra in (ROOT, ROOT / "exporters/onnx/src"):  # also runs from a bare checkout
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
+
+from _results import write_result  # noqa: E402
 
 
 def _timed(fn: Any, n_items: int, repeats: int = 3) -> float:
@@ -153,6 +156,7 @@ def main() -> None:
 
         parts_box["parts"] = open_clip_parts("ViT-B-32")
         tmp = Path(tempfile.mkdtemp(prefix="ceir-gpu-check-"))
+        parts_box["tmp"] = tmp
         parts_box["bundle"] = export_bundle(parts_box["parts"], tmp / "bundle", fp16=True, progress=False)
         manifest = json.loads((parts_box["bundle"] / "manifest.json").read_text())
         return {"status": "ok", "fp16_agreement_on_cpu": manifest["graphs"]["image"]["variants"]["fp16"][
@@ -163,8 +167,9 @@ def main() -> None:
         _section(results, "torch_cuda", lambda: torch_cuda(parts_box["parts"], args.batch))
         _section(results, "onnxruntime_cuda", lambda: ort_cuda(parts_box["bundle"], args.batch))
     _section(results, "faiss_gpu", faiss_gpu)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if "tmp" in parts_box:
+        shutil.rmtree(parts_box["tmp"], ignore_errors=True)  # several hundred MB of graphs
+    write_result(args.out, results)
     print(f"wrote {args.out}")
 
 

@@ -41,6 +41,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from _results import result_path  # noqa: E402
+
 from ceir_sdk.atomic import sha256_file  # noqa: E402
 from ceir_sdk.index import ConceptIndex, ConceptQuery, parse_expression  # noqa: E402
 from ceir_sdk.index.calibration import PRESENT_PROBABILITY, PresenceCalibration  # noqa: E402
@@ -437,11 +439,11 @@ def main() -> int:
                     help="run one part only and merge it into the existing --out file (default: all)")
     ap.add_argument("--skip-world", action="store_true", help="same as --part scale")
     ap.add_argument("--skip-scale", action="store_true", help="same as --part world")
-    ap.add_argument("--out", default=str(HERE / "results" / "index.json"))
+    ap.add_argument("--out", default=None, help="default: benchmarks/results/index.json (--quick: results/quick/)")
     args = ap.parse_args()
     part = "scale" if args.skip_world else "world" if args.skip_scale else args.part
     faiss.omp_set_num_threads(min(os.cpu_count() or 1, 16))
-    out = Path(args.out)
+    out = result_path("index", args.quick, args.out)
     previous: dict[str, Any] = {}
     if part != "all" and out.is_file():
         previous = json.loads(out.read_text(encoding="utf-8"))

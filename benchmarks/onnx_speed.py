@@ -12,6 +12,7 @@ shared machine's load hits all alike. Every bar is reported with its value and w
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -218,9 +219,11 @@ def main() -> None:
                         help="intra-op threads for torch and onnxruntime alike (default: the usable cores)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (median reported)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/onnx_speed.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/onnx_speed.json (--quick: results/quick/)")
     args = parser.parse_args()
     import torch
+    from _results import result_path, write_result
     from ceir_onnx.benchmarking import open_clip_parts
     from ceir_onnx.export import _image_graph_module, export_bundle
     from ceir_onnx.runtime import Runtime
@@ -232,6 +235,7 @@ def main() -> None:
     load_before = os.getloadavg()
     torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="ceir-onnx-speed-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # several hundred MB of graphs, even on failure
     t0 = time.perf_counter()
     parts = open_clip_parts("ViT-B-32")
     bundle = export_bundle(parts, tmp / "bundle", int8=True, progress=True)
@@ -354,9 +358,8 @@ def main() -> None:
         met = None if value is None else (value >= bar if op == ">=" else value <= bar)
         results["figures"][name] = {"value": None if value is None else float(f"{float(value):.4g}"),
                                     "bar": f"{op} {bar}", "met": met}
-    shutil.rmtree(tmp, ignore_errors=True)  # several hundred MB of graphs
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    args.out = result_path("onnx_speed", args.quick, args.out)
+    write_result(args.out, results)
     print(json.dumps(results["figures"], indent=2))
     print(f"wrote {args.out}")
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import result_path, write_result
 
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "results" / "ray_scale.json"
@@ -159,6 +160,8 @@ def main() -> int:
     parser.add_argument("--index-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-index", action="store_true")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/ray_scale.json (--quick: results/quick/)")
     args = parser.parse_args()
     if args.index_child:
         index_child(*args.index_child)
@@ -176,10 +179,7 @@ def main() -> int:
     result["bars"] = {"ray_over_single": ">= 0.75", "peak_rss_gb": "<= 4"}
     result["pass"] = {k: (result[k] >= 0.75 if k == "ray_over_single" else result[k] <= 4)
                       for k in ("ray_over_single", "peak_rss_gb") if k in result}
-    RESULT.parent.mkdir(exist_ok=True)
-    tmp_out = RESULT.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp_out, RESULT)
+    write_result(result_path("ray_scale", args.quick, args.out), result)
     print(json.dumps(result, indent=1))
     return 0
 

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without an install
 sys.path.insert(0, str(ROOT / "plugins/open-clip/src"))
 
+from _results import result_path, write_result  # noqa: E402
+
 from ceir_sdk.metrics import clustering_scores  # noqa: E402
 from ceir_sdk.worlds import World  # noqa: E402
 from ceir_sdk.worlds.vocabulary import with_article  # noqa: E402
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="2,000 test images instead of 10,000")
     p.add_argument("--checkpoint", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=RESULT)
+    p.add_argument("--out", type=Path, default=None, help=f"default: {RESULT.name} (--quick: results/quick/)")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(2)
@@ -188,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             "on L2-normalised image embeddings; superclass is class-level (not drawn)"
         ),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out = result_path("world_clip", args.quick, args.out)
+    write_result(args.out, result)
     print(json.dumps(result, indent=2))
     return 0
 

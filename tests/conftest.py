@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Tests must not write into the user's feature cache (~/.cache/ceir): one per test session.
-os.environ.setdefault("CEIR_FEATURE_CACHE", tempfile.mkdtemp(prefix="ceir-test-features-"))
+# Tests must not write into the user's feature cache (~/.cache/ceir): one per test session,
+# removed when the session ends so that repeated runs do not fill the disk.
+if "CEIR_FEATURE_CACHE" not in os.environ:
+    _session_cache = tempfile.mkdtemp(prefix="ceir-test-features-")
+    os.environ["CEIR_FEATURE_CACHE"] = _session_cache
+    atexit.register(shutil.rmtree, _session_cache, ignore_errors=True)
 
 import pytest
 
