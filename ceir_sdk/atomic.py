@@ -68,6 +68,29 @@ def _create_temp_file(path: Path) -> tuple[int, Path]:
         return fd, tmp
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the platform tells (Linux)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def save_safetensors_file(arrays: dict[str, Any], path: str | Path) -> Path:
+    """safetensors' ``save_file`` (streamed, no second copy in memory) with ordinary permissions:
+    on its own it leaves the file private (0600), unreadable by a service account."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    save_file(arrays, str(path))
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~current_umask())
+    return path
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

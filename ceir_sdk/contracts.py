@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from ceir_sdk.concepts.conceptset import ConceptSet
 
 
+#: The generation settings ceir_sdk.concepts.LLMConceptSource takes; LLM plugins declare these (plus their
+#: client's own, such as base_url) when they register, so the CLI knows what to pass.
+LLM_SOURCE_OPTIONS = ("n_samples", "temperature", "max_in_flight", "cache_dir", "prompts", "kinds", "max_tokens",
+                      "timeout", "max_retries", "use_cache")
+
+
 @runtime_checkable
 class ConceptSource(Protocol):
     """Turns the class names of a domain into a set of concept phrases."""

@@ -11,6 +11,10 @@ class PluginLoadError(CeirError):
     """A plugin's entry point could not be imported or registered."""
 
 
+class PluginError(CeirError):
+    """A plugin's component failed to build or does not implement its contract."""
+
+
 class UnknownNameError(CeirError, KeyError):
     """A backbone / concept source / latent model / exporter name is not registered."""
 

@@ -4,12 +4,15 @@ Entry points in the group ``ceir`` are loaded one at a time so a plugin whose im
 fails is reported (``ceir plugins``) instead of breaking the host. Environment:
 
 - ``CEIR_LOAD_PLUGINS=a,b`` loads only the named entry points ("" loads none);
+- ``CEIR_SKIP_PLUGINS=a,b`` loads all but the named entry points;
 - ``CEIR_STRICT_PLUGINS=1`` turns any load failure or duplicate name into an error.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
+import inspect
 import os
 import traceback
 from collections.abc import Callable, Iterable
@@ -19,7 +22,7 @@ from typing import Any
 import pluggy
 
 from ceir_sdk import hookspecs
-from ceir_sdk.errors import DuplicateNameError, PluginLoadError, UnknownNameError
+from ceir_sdk.errors import BadInputError, CeirError, DuplicateNameError, PluginError, PluginLoadError, UnknownNameError
 
 ENTRY_POINT_GROUP = "ceir"
 
@@ -31,6 +34,15 @@ KIND_HOOKS: dict[str, str] = {
     "exporter": "register_exporters",
 }
 
+#: What a component of each kind must have for any use at all (docs/plugins.md lists the
+#: rest, which only some features need, e.g. ONNX export).
+REQUIRED_MEMBERS: dict[str, tuple[str, ...]] = {
+    "concept_source": ("generate",),
+    "backbone": ("name", "embed_dim", "encode_images", "encode_texts", "spec"),
+    "latent_model": ("latent_dim", "fit", "encode", "state", "load_state"),
+    "exporter": ("export",),
+}
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -39,6 +51,13 @@ class Registration:
     factory: Callable[..., Any]
     plugin: str
     description: str = ""
+    #: The keyword options the factory takes, where its plugin declared them (``register(...,
+    #: options=[...])``); otherwise read from its signature when it has no ``**options``.
+    options: tuple[str, ...] | None = None
+
+    def accepted_options(self) -> set[str] | None:
+        """The options this factory takes; None when unknown (it takes ``**options``, undeclared)."""
+        return set(self.options) if self.options is not None else accepted_options(self.factory)
 
 
 @dataclass
@@ -70,11 +89,15 @@ def strict_mode() -> bool:
     return os.environ.get("CEIR_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes"}
 
 
-def _allowed_names() -> set[str] | None:
-    raw = os.environ.get("CEIR_LOAD_PLUGINS")
+def _names_in(variable: str) -> set[str] | None:
+    raw = os.environ.get(variable)
     if raw is None:
         return None
     return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _allowed_names() -> set[str] | None:
+    return _names_in("CEIR_LOAD_PLUGINS")
 
 
 class PluginHost:
@@ -93,8 +116,9 @@ class PluginHost:
     ) -> None:
         strict = strict_mode() if strict is None else strict
         allowed = set(only) if only is not None else _allowed_names()
+        skipped = _names_in("CEIR_SKIP_PLUGINS") or set()
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if allowed is not None and ep.name not in allowed:
+            if (allowed is not None and ep.name not in allowed) or ep.name in skipped:
                 continue
             if ep.name in self.statuses:
                 continue
@@ -118,6 +142,7 @@ class PluginHost:
                     ) from exc
                 continue
             status.hooks = self._hooks_of(ep.name)
+            self._check_hook_names(ep.name)
         self._registry = None
 
     def register(self, plugin: object, name: str | None = None) -> str:
@@ -128,8 +153,24 @@ class PluginHost:
         dist = None
         self.statuses[registered] = PluginStatus(name=registered, distribution=dist, version=None)
         self.statuses[registered].hooks = self._hooks_of(registered)
+        self._check_hook_names(registered)
         self._registry = None
         return registered
+
+    def _check_hook_names(self, plugin_name: str) -> None:
+        """A misspelt hook would otherwise be ignored without a word (pluggy accepts it)."""
+        plugin = self.pm.get_plugin(plugin_name)
+        known = sorted(name for name, caller in vars(self.pm.hook).items() if getattr(caller, "spec", None))
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.spec is not None:
+                continue
+            impls = [impl for impl in caller.get_hookimpls() if impl.plugin_name == plugin_name]
+            if all(impl.optionalhook for impl in impls):
+                continue
+            close = difflib.get_close_matches(caller.name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self._record_failure(plugin_name, f"implements {caller.name!r}, which is not a ceir hook{hint}; "
+                                              "docs/plugins.md lists the hooks")
 
     def _hooks_of(self, plugin_name: str) -> list[str]:
         plugin = self.pm.get_plugin(plugin_name)
@@ -160,7 +201,8 @@ class PluginHost:
     def _make_register(
         self, registry: dict[str, dict[str, Registration]], kind: str, plugin_name: str
     ) -> Callable[..., None]:
-        def register(name: str, factory: Callable[..., Any], description: str = "") -> None:
+        def register(name: str, factory: Callable[..., Any], description: str = "",
+                     options: Iterable[str] | None = None) -> None:
             if not name or ":" in name:
                 raise ValueError(f"plugin {plugin_name!r}: invalid {kind} name {name!r} (no ':' allowed)")
             existing = registry[kind].get(name)
@@ -172,9 +214,12 @@ class PluginHost:
                 )
                 if strict_mode():
                     raise DuplicateNameError(message)
-                self._record_failure(plugin_name, message)
+                # Either plugin may be the one in the wrong: both are marked, neither is used.
+                for culprit in (existing.plugin, plugin_name):
+                    self._record_failure(culprit, message)
                 return
-            registry[kind][name] = Registration(kind, name, factory, plugin_name, description)
+            declared = tuple(options) if options is not None else None
+            registry[kind][name] = Registration(kind, name, factory, plugin_name, description, declared)
 
         return register
 
@@ -202,15 +247,62 @@ class PluginHost:
         if (kind, name) in self._conflicts:
             raise DuplicateNameError(
                 f"{kind} {name!r} is registered by several plugins: "
-                f"{', '.join(self._conflicts[(kind, name)])}; load only one with CEIR_LOAD_PLUGINS"
+                f"{', '.join(self._conflicts[(kind, name)])}; leave one out with CEIR_SKIP_PLUGINS=NAME "
+                "(or list the ones to load in CEIR_LOAD_PLUGINS)"
             )
         reg = regs.get(name)
         if reg is None:
             available = ", ".join(sorted(regs)) or "none (is a plugin installed? see `ceir plugins`)"
+            failed = sorted(s.name for s in self.statuses.values() if not s.ok)
+            note = f"; plugins that failed to load: {', '.join(failed)} (see `ceir plugins`)" if failed else ""
             raise UnknownNameError(
-                f"no {kind.replace('_', ' ')} named {name!r}; available: {available}"
+                f"no {kind.replace('_', ' ')} named {name!r}; available: {available}{note}"
             )
-        return reg.factory(rest or None, **options)
+        return _build(reg, rest or None, options)
+
+
+def accepted_options(factory: Callable[..., Any]) -> set[str] | None:
+    """The keyword options a factory takes; None when it takes any (``**options``)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                      inspect.Parameter.POSITIONAL_OR_KEYWORD)} - {"spec"}
+
+
+def _has_member(component: Any, name: str) -> bool:
+    # Statically: a property such as latent_dim may rightly raise until the model is fitted.
+    try:
+        inspect.getattr_static(component, name)
+    except AttributeError:
+        return False
+    return True
+
+
+def _build(reg: Registration, spec: str | None, options: dict[str, Any]) -> Any:
+    """Call a plugin's factory; what goes wrong is reported with the plugin's name."""
+    what = f"{reg.kind.replace('_', ' ')} {reg.name!r} (plugin {reg.plugin!r})"
+    accepted = reg.accepted_options()
+    if accepted is not None and set(options) - accepted:
+        raise BadInputError(
+            f"{what} does not take the option(s) {', '.join(sorted(set(options) - accepted))}; "
+            f"it takes: {', '.join(sorted(accepted)) or 'none'}")
+    try:
+        component = reg.factory(spec, **options)
+    except CeirError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{what} failed to build from {spec!r}: {type(exc).__name__}: {exc}") from exc
+    missing = [m for m in REQUIRED_MEMBERS.get(reg.kind, ()) if not _has_member(component, m)]
+    if missing:
+        raise PluginError(
+            f"{what} returned a {type(component).__name__}, which lacks {', '.join(missing)}: it does not "
+            f"implement the {reg.kind.replace('_', ' ')} contract (docs/plugins.md); report this to the plugin's "
+            "authors, or leave the plugin out with CEIR_SKIP_PLUGINS")
+    return component
 
 
 _HOST: PluginHost | None = None

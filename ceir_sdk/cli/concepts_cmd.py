@@ -56,20 +56,29 @@ def generate(source: str, output: str, classes: tuple[str, ...], classes_file: s
 
     Writes the raw set; run `ceir concepts filter` on it next.
     """
-    from ceir_sdk.plugins import get_concept_source
+    from ceir_sdk.plugins import get_concept_source, get_host
 
     names = _class_names(classes, classes_file, world)
+    ctx = click.get_current_context()
+    given = {param for param in ctx.params
+             if ctx.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT}
+    # The LLM options, under the names the LLM sources take. A source takes those it declares;
+    # one the user gave on the command line goes through in any case, so a source that cannot
+    # use it says so instead of it being dropped.
+    llm_options = {"n_samples": ("samples", samples), "temperature": ("temperature", temperature),
+                   "max_in_flight": ("max_in_flight", max_in_flight), "timeout": ("timeout", timeout),
+                   "max_retries": ("max_retries", max_retries), "cache_dir": ("cache_dir", cache_dir),
+                   "use_cache": ("no_cache", not no_cache), "prompts": ("prompts", prompts),
+                   "base_url": ("base_url", base_url), "api_key_env": ("api_key_env", api_key_env)}
+    registration = get_host().registrations("concept_source").get(source.partition(":")[0])
+    accepted = registration.accepted_options() if registration is not None else set()
     options: dict[str, Any] = {}
-    if not source.startswith("static"):
+    for option, (param, value) in llm_options.items():
+        if param in given or (value is not None and accepted is not None and option in accepted):
+            options[option] = value
+    if accepted is not None and "n_samples" in accepted:  # a source that asks per class needs classes
         if not names:
             raise click.UsageError("give class names: --class, --classes-file or --world")
-        options = {"n_samples": samples, "temperature": temperature, "max_in_flight": max_in_flight,
-                   "timeout": timeout, "max_retries": max_retries, "cache_dir": cache_dir,
-                   "use_cache": not no_cache, "prompts": prompts}
-        if base_url:
-            options["base_url"] = base_url
-        if api_key_env:
-            options["api_key_env"] = api_key_env
     concept_source = get_concept_source(source, **options)
     result = concept_source.generate(names, progress=not quiet)
     result.save(output)

@@ -58,22 +58,31 @@ def _read_metadata(path: str | None, n: int) -> list[dict[str, Any]] | None:
     return rows
 
 
-def _image_paths(images: Sequence[str]) -> list[str]:
-    from PIL import Image
+def _image_paths(images: Sequence[str]) -> tuple[list[str], list[str | None]]:
+    """Image files under the given files and folders, with each one's class folder where the
+    folder has the ImageFolder layout (every image in a subfolder), so ``--where label=zebra`` works."""
+    from ceir_sdk.data.dataset import image_extensions
 
-    exts = {e.lower() for e in Image.registered_extensions()}
-    out: list[str] = []
+    exts = image_extensions()
+    paths: list[str] = []
+    labels: list[str | None] = []
     for item in images:
         p = Path(item)
         if p.is_dir():
-            out.extend(str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in exts and f.is_file())
+            found = [f for f in sorted(p.rglob("*"))
+                     if f.suffix.lower() in exts and f.is_file() and not any(
+                         part.startswith(".") for part in f.relative_to(p).parts)]
+            in_classes = bool(found) and all(len(f.relative_to(p).parts) > 1 for f in found)
+            paths += [str(f) for f in found]
+            labels += [f.relative_to(p).parts[0] if in_classes else None for f in found]
         elif p.is_file():
-            out.append(str(p))
+            paths.append(str(p))
+            labels.append(None)
         else:
             raise BadInputError(f"{item} is neither an image file nor a folder")
-    if not out:
+    if not paths:
         raise BadInputError(f"no images found in {', '.join(images)}")
-    return out
+    return paths, labels
 
 
 # Concurrent `ceir index add/remove` runs on one index: a save that finds another writer's
@@ -120,12 +129,15 @@ def _parse_where(items: Sequence[str]) -> dict[str, Any] | None:
     return where
 
 
-def _encoder_ref(model: str | None) -> dict[str, Any] | None:
+def _encoder_ref(model: str | None, precision: str | None = None) -> dict[str, Any] | None:
     if model is None:
         return None
     from ceir_sdk.index.encoder import encoder_kind, model_fingerprint
 
-    return {"kind": encoder_kind(model), "path": str(Path(model).resolve()), "fingerprint": model_fingerprint(model)}
+    ref = {"kind": encoder_kind(model), "path": str(Path(model).resolve()), "fingerprint": model_fingerprint(model)}
+    if precision is not None:
+        ref["precision"] = precision  # later adds embed the same way, so stored latents stay comparable
+    return ref
 
 
 def _runtime_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -138,6 +150,11 @@ def _runtime_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                              "build when exported; int8 needs `ceir export onnx --int8`).")(fn)
 
 
+def _on_error_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+                        help="Unreadable images: stop, or skip them and say which.")(fn)
+
+
 def _runtime(precision: str | None, providers: str | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if precision is not None:
@@ -148,16 +165,27 @@ def _runtime(precision: str | None, providers: str | None) -> dict[str, Any]:
     return options
 
 
-def _encode_images(model: str, paths: list[str], runtime: dict[str, Any]) -> tuple[Any, Any, list[str]]:
+def _encode_images(model: str, paths: list[str], runtime: dict[str, Any],
+                   on_error: str) -> tuple[Any, Any, list[str], list[int]]:
+    """Latents, activations, concept names and the input position of each row (skips left out)."""
     from ceir_sdk.index.encoder import load_encoder
 
     enc = load_encoder(model, **runtime)
-    acts, lat = enc.encode_images(paths)
-    return lat, acts, list(enc.concepts)
+    encode_files = getattr(enc, "encode_image_files", None)
+    if encode_files is None:
+        acts, lat = enc.encode_images(paths)
+        return lat, acts, list(enc.concepts), list(range(len(paths)))
+    acts, lat, kept, skipped = encode_files(paths, on_error=on_error)
+    if skipped:
+        shown = "; ".join(f"{paths[i]}: {why}" for i, why in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        click.echo(f"skipped {len(skipped)} of {len(paths)} images that could not be read ({shown}{more})", err=True)
+    return lat, acts, list(enc.concepts), kept
 
 
 def _gather(embeddings: str | None, model: str | None, images: Sequence[str], metadata: str | None,
-            runtime: dict[str, Any]) -> tuple[Any, Any, list[str], Any, list[dict[str, Any]] | None]:
+            runtime: dict[str, Any], on_error: str = "fail", skip_keys: Callable[[list[str]], set[str]] | None = None,
+            ) -> tuple[Any, Any, list[str], Any, list[dict[str, Any]] | None]:
     if (embeddings is None) == (not images):
         raise BadInputError("give either --embeddings FILE or --model DIR with images")
     if embeddings is not None:
@@ -165,11 +193,22 @@ def _gather(embeddings: str | None, model: str | None, images: Sequence[str], me
         return lat, acts, names, ids, _read_metadata(metadata, len(lat))
     if model is None:
         raise BadInputError("images need a model to embed them: --model MODEL_DIR (or an ONNX bundle)")
-    paths = _image_paths(images)
-    lat, acts, names = _encode_images(model, paths, runtime)
-    meta = _read_metadata(metadata, len(paths)) or [{} for _ in paths]
-    meta = [{"path": p, **m} for p, m in zip(paths, meta)]
-    return lat, acts, names, None, meta
+    paths, labels = _image_paths(images)
+    given = _read_metadata(metadata, len(paths)) or [{} for _ in paths]
+    # Each file's absolute path is its key: unique in the index, so adding a folder twice does
+    # not add its images twice, and it names the file wherever the index is searched from.
+    records = [{"key": str(Path(p).resolve()), "path": p, **({"label": lab} if lab is not None else {}), **m}
+               for p, lab, m in zip(paths, labels, given)]
+    if skip_keys is not None:
+        present = skip_keys([str(r["key"]) for r in records])
+        if present:
+            click.echo(f"{len(present)} of {len(paths)} images are in the index already; adding the others", err=True)
+            keep = [i for i, r in enumerate(records) if r["key"] not in present]
+            if not keep:
+                raise BadInputError("every image given is in the index already; nothing to add")
+            paths, records = [paths[i] for i in keep], [records[i] for i in keep]
+    lat, acts, names, kept = _encode_images(model, paths, runtime, on_error)
+    return lat, acts, names, None, [records[i] for i in kept]
 
 
 def _term_text(t: dict[str, Any]) -> str:
@@ -230,16 +269,18 @@ def register(cli: click.Group) -> None:
     @click.option("--no-tune", is_flag=True, help="Skip measuring nprobe for the target recall.")
     @click.option("--target-recall", type=float, default=0.97, show_default=True)
     @_runtime_options
+    @_on_error_option
     def build(out: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
               metadata: str | None, metric: str, factory: str | None, no_tune: bool, target_recall: float,
-              precision: str | None, providers: str | None) -> None:
+              precision: str | None, providers: str | None, on_error: str) -> None:
         """Build an index at OUT from embeddings, or from IMAGES embedded with --model."""
         from ceir_sdk.index import ConceptIndex
 
-        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata, _runtime(precision, providers))
+        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata, _runtime(precision, providers),
+                                              on_error)
         idx = ConceptIndex.build(lat, acts, names if acts is not None else (), ids=ids, metadata=meta, metric=metric,
                                  factory=factory, tune=not no_tune, target_recall=target_recall)
-        idx.encoder_ref = _encoder_ref(model)
+        idx.encoder_ref = _encoder_ref(model, precision)
         path = idx.save(out)
         click.echo(f"Built {len(idx)} items ({idx.factory}, {len(idx.concepts)} concepts) -> {path}")
 
@@ -251,20 +292,34 @@ def register(cli: click.Group) -> None:
                   help="Model to embed IMAGES (default: the one the index was built with).")
     @click.option("--metadata", type=click.Path(exists=True, dir_okay=False))
     @_runtime_options
+    @_on_error_option
     def add(index_dir: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
-            metadata: str | None, precision: str | None, providers: str | None) -> None:
-        """Add items to an index and save a new version."""
+            metadata: str | None, precision: str | None, providers: str | None, on_error: str) -> None:
+        """Add items to an index and save a new version (images it holds already are left out)."""
+        import numpy as np
+
         from ceir_sdk.index import ConceptIndex
 
         idx = ConceptIndex.load(index_dir)
         if images and model is None and idx.encoder_ref:
             model = str(idx.encoder_path())
-        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata, _runtime(precision, providers))
+            precision = precision or idx.encoder_ref.get("precision")
+        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata, _runtime(precision, providers),
+                                              on_error, skip_keys=idx.keys_present)
         if acts is not None and names != idx.concepts:
             raise BadInputError("the new items' concepts differ from the index's; embed them with the same model")
 
         def apply(current: Any) -> Any:
-            return current.add(lat, acts, ids=ids, metadata=meta)
+            keys = [r.get("key") for r in meta] if meta else []
+            present = current.keys_present([k for k in keys if k]) if keys else set()
+            if not present:
+                return current.add(lat, acts, ids=ids, metadata=meta)
+            # Another writer added some of the same files meanwhile: add only the rest.
+            assert meta is not None
+            rows = np.array([i for i, key in enumerate(keys) if key not in present], dtype=np.int64)
+            return current.add(lat[rows], None if acts is None else acts[rows],
+                               ids=None if ids is None else np.asarray(ids)[rows],
+                               metadata=[meta[i] for i in rows])
 
         idx, new = _apply_and_save(index_dir, idx, apply)
         click.echo(f"Added {len(new)} items; the index holds {len(idx)}")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import sys
+import traceback
+from pathlib import Path
 
 import click
 
 from ceir_sdk._version import __version__
 from ceir_sdk.errors import CeirError
+
+#: Distributions of this repository; a traceback through them is ours to fix, not a plugin's.
+FIRST_PARTY = {"ceir-sdk", "ceir-open-clip", "ceir-vae", "ceir-openai", "ceir-anthropic", "ceir-static",
+               "ceir-ray", "ceir-onnx"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,3 +91,35 @@ def main(argv: list[str] | None = None) -> None:
     except CeirError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        blamed = _plugin_in_traceback(exc)
+        if blamed is None:
+            raise
+        traceback.print_exception(exc)
+        click.echo(f"Error: {type(exc).__name__} raised inside plugin {blamed}. This is a fault of that plugin "
+                   "(or of how it is used): report it to its authors with the traceback above, or leave it out "
+                   "with CEIR_SKIP_PLUGINS.", err=True)
+        sys.exit(1)
+
+
+def _plugin_in_traceback(exc: BaseException) -> str | None:
+    """The third-party plugin whose code the exception passed through, innermost first."""
+    from ceir_sdk.plugins import get_host
+
+    roots: dict[str, str] = {}
+    host = get_host()
+    for name, plugin in host.pm.list_name_plugin():
+        status = host.statuses.get(name)
+        module = inspect.getmodule(plugin)
+        if module is None or status is None or status.distribution in FIRST_PARTY:
+            continue
+        package = sys.modules.get(module.__name__.partition(".")[0], module)
+        location = getattr(package, "__file__", None)
+        if location:
+            roots[str(Path(location).parent)] = f"{name!r} ({status.distribution or 'not installed'} " \
+                                                f"{status.version or ''})".replace(" )", ")")
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        for root, label in roots.items():
+            if frame.filename.startswith(root + os.sep):
+                return f"{label} at {Path(frame.filename).name}:{frame.lineno}"
+    return None

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from ceir_sdk.concepts.conceptset import FORMAT as CONCEPT_SET_FORMAT
+from ceir_sdk.concepts.conceptset import ConceptSet
 from ceir_sdk.errors import BadInputError
 
 
@@ -37,6 +39,9 @@ def _input_options(func: Any) -> Any:
                      help="Precomputed backbone features (.npy, N x D) instead of images."),
         click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                      help="Unreadable images: stop, or skip them and report."),
+        click.option("--max-pixels", type=click.IntRange(min=1), default=None, expose_value=False,
+                     callback=lambda ctx, _param, value: ctx.meta.__setitem__("max_pixels", value),
+                     help="Refuse images larger than this many pixels (decompression-bomb guard; default ~89M)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -83,13 +88,17 @@ def _features(model_or_backbone: Any, inp: _Inputs, on_error: str, progress: boo
     backbone = model_or_backbone
     encode = getattr(backbone, "encode", None)
     if callable(encode) and not isinstance(inp.images, np.ndarray):
-        enc = encode(inp.images, progress=progress, on_error=on_error)
+        max_pixels = click.get_current_context().meta.get("max_pixels")
+        options = {} if max_pixels is None else {"max_pixels": max_pixels}
+        enc = encode(inp.images, progress=progress, on_error=on_error, **options)
         inp.ids = list(enc.ids)
         if enc.report is not None and getattr(enc.report, "skipped", None):
             click.echo(enc.report.summary(), err=True)
         inp.thumbnails = _thumbnails(enc.paths)
         return enc.features
-    return backbone.encode_images(inp.images, progress=progress)
+    from ceir_sdk.model.ceir import backbone_features
+
+    return backbone_features(backbone, inp.images, progress=progress)
 
 
 def _thumbnails(paths: list[str | None]) -> list[Any] | None:
@@ -124,12 +133,12 @@ def _save_array(path: Path, arrays: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+def _parse_options(pairs: tuple[str, ...], flag: str = "--latent-option") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep:
-            raise click.UsageError(f"--latent-option {pair!r} must look like key=value")
+            raise click.UsageError(f"{flag} {pair!r} must look like key=value")
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
@@ -150,14 +159,37 @@ def _read_concepts(spec: str, world: Any, include_class_names: bool) -> tuple[li
         raise BadInputError(f"concept file {spec!r} not found; give a text file (one per line), JSON, or 'oracle'")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"concept file {spec!r} is not valid JSON ({exc})") from None
+        if isinstance(data, dict) and data.get("format") == CONCEPT_SET_FORMAT:
+            return _concept_set_file(path, data)
         phrases = data.get("concepts", data) if isinstance(data, dict) else data
-        phrases = [p if isinstance(p, str) else p.get("text", "") for p in phrases]
+        if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+            raise BadInputError(f"concept file {spec!r}: expected a concept set from `ceir concepts generate`, "
+                                "a JSON list of phrases, or {\"concepts\": [phrases]}")
         info = data.get("label_information", {}) if isinstance(data, dict) else {}
     else:
         phrases, info = [line for line in text.splitlines() if line.strip()], {}
     return phrases, info or {"concept_source": str(path), "class_names_in_prompts": None,
                              "class_names_in_concepts": None, "note": "not stated by the concept file"}
+
+
+def _concept_set_file(path: Path, data: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """Phrases and label information from a concept set written by `ceir concepts generate`/`filter`."""
+    concept_set = ConceptSet.from_dict(data, where=str(path))
+    class_names = {name.lower() for name in concept_set.class_names}
+    info = {
+        "concept_source": concept_set.source,
+        "concept_model": concept_set.model,
+        # Sources that write per class (LLMs) name the classes in their prompts; files have no prompts.
+        "class_names_in_prompts": bool(concept_set.model) and bool(class_names),
+        "class_names_in_concepts": any(p.lower() in class_names for p in concept_set.phrases),
+        "filters": [step.name for step in concept_set.filters],
+        "labels_used_in_fit": False,
+    }
+    return concept_set.phrases, info
 
 
 def _scores(labels: Any, predicted: Any) -> str:
@@ -174,6 +206,8 @@ def _scores(labels: Any, predicted: Any) -> str:
               help="'oracle' (worlds), a text file with one concept per line, or a ConceptSet JSON.")
 @click.option("--include-class-names", is_flag=True, help="Add the class names to oracle concepts (leaks labels).")
 @click.option("--backbone", default="open-clip:ceir-world", show_default=True)
+@click.option("--backbone-option", "backbone_options", multiple=True,
+              help="key=value passed to the backbone, e.g. seed=7 or device=cpu; saved with the model.")
 @click.option("--latent", default="vae", show_default=True, help="Latent model: vae, pca, identity, ...")
 @click.option("--latent-option", "latent_options", multiple=True, help="key=value, e.g. latent_dim=64.")
 @click.option("--visibility-cutoff", default="auto", show_default=True)
@@ -187,7 +221,8 @@ def _scores(labels: Any, predicted: Any) -> str:
 @click.option("--seed", default=0, show_default=True)
 def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
             image_size: str, features_path: Path | None, on_error: str, concepts_spec: str,
-            include_class_names: bool, backbone: str, latent: str, latent_options: tuple[str, ...],
+            include_class_names: bool, backbone: str, backbone_options: tuple[str, ...], latent: str,
+            latent_options: tuple[str, ...],
             visibility_cutoff: str, concept_templates: tuple[str, ...], presence_by_parts: bool,
             seed: int) -> None:
     """Fit a CEIR model on TRAINING images (or features) and save it to OUT_DIR."""
@@ -200,7 +235,8 @@ def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split:
     cutoff: float | str = visibility_cutoff if visibility_cutoff == "auto" else float(visibility_cutoff)
     model = CEIRModel(backbone, latent=latent, latent_options=_parse_options(latent_options),
                       bottleneck=BottleneckConfig(visibility_cutoff=cutoff), seed=seed,
-                      concept_template=list(concept_templates), presence_by_parts=presence_by_parts)
+                      concept_template=list(concept_templates), presence_by_parts=presence_by_parts,
+                      backbone_options=_parse_options(backbone_options, "--backbone-option"))
     feats = _features(model.backbone, inp, on_error)
     model.fit_features(feats, concepts, label_information=info, data_description=inp.description)
     model.save(out_dir)
@@ -264,29 +300,44 @@ def encode_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, s
 @_input_options
 @click.option("--limit", default=8, show_default=True, help="Explain at most this many images.")
 @click.option("--top", default=10, show_default=True, help="Concepts shown per image.")
-@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write a PNG bar chart per image and explanations.json here.")
 def explain_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
                 image_size: str, features_path: Path | None, on_error: str, limit: int, top: int,
-                out_dir: Path) -> None:
+                out_dir: Path | None) -> None:
     """Signed concept contributions per image (integrated gradients) as text, JSON and PNG bars."""
     from ceir_sdk.model.fileio import atomic_write_json
     from ceir_sdk.viz import plot_explanation
 
     model = _load_model(model_dir)
     inp = _load_inputs(inputs, dataset, split, min(count, limit), image_size, features_path)
+    total = None
+    if inputs:  # list the files, and encode only those that will be explained
+        from ceir_sdk.data import as_dataset
+
+        refs = list(as_dataset(inp.images if isinstance(inp.images, list) else str(inp.images)).refs())
+        total, inp.images = len(refs), [ref.path for ref in refs[:limit] if ref.path]
     feats = _features(model.backbone if inp.features is None else None, inp, on_error)[:limit]
+    total = total if total is not None else len(feats)
     explanations = model.explain(features=feats)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for i, e in enumerate(explanations):
         ident = inp.ids[i] if i < len(inp.ids) else str(i)
-        image = inp.thumbnails[i] if inp.thumbnails is not None else None
-        png = plot_explanation(e, out_dir / f"explain_{i:03d}.png", image=image, k=top, title=f"image {ident}")
-        records.append({"image": ident, "png": png.name, **e.as_dict(top)})
+        record = {"image": ident, **e.as_dict(top)}
+        if out_dir is not None:
+            image = inp.thumbnails[i] if inp.thumbnails is not None else None
+            png = plot_explanation(e, out_dir / f"explain_{i:03d}.png", image=image, k=top, title=f"image {ident}")
+            record["png"] = png.name
+        records.append(record)
         shown = ", ".join(f"{c} {v:+.2f}" for c, v in e.labelled(5))
         click.echo(f"[{ident}] {shown}  (complete within {100 * e.completeness_error:.2f}%)")
-    atomic_write_json(out_dir / "explanations.json", records)
-    click.echo(f"wrote {len(records)} explanations (PNG + explanations.json) to {out_dir}")
+    if total > limit:
+        click.echo(f"explained the first {limit} of {total} images; --limit N explains more")
+    if out_dir is not None:
+        atomic_write_json(out_dir / "explanations.json", records)
+        click.echo(f"wrote {len(records)} explanations (PNG + explanations.json) to {out_dir}")
 
 
 @click.command("cluster")

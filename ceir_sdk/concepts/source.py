@@ -9,6 +9,7 @@ from typing import Any
 from ceir_sdk.concepts.conceptset import ConceptSet
 from ceir_sdk.concepts.generate import generate_concepts
 from ceir_sdk.concepts.llm import ClientAdapter, RetryPolicy
+from ceir_sdk.contracts import LLM_SOURCE_OPTIONS as LLM_SOURCE_OPTIONS  # re-exported
 
 
 class LLMConceptSource:

@@ -394,6 +394,8 @@ def as_dataset(
     if isinstance(obj, np.ndarray) or (type(obj).__module__.startswith("torch") and hasattr(obj, "ndim")):
         return RefDataset(_array_refs(obj), **kwargs)
     if isinstance(obj, (list, tuple)):
+        if any(isinstance(x, (str, os.PathLike)) and Path(x).is_dir() for x in obj):
+            return _paths_dataset(obj, labels=labels, recursive=recursive, **kwargs)
         return RefDataset([_ref_for(x, str(i), None) for i, x in enumerate(obj)], **kwargs)
     if hasattr(obj, "__getitem__") and hasattr(obj, "__len__"):
         return TorchvisionDataset(obj, **kwargs)
@@ -403,6 +405,41 @@ def as_dataset(
         f"cannot read images from an object of type {type(obj).__name__}; pass a folder, a list of "
         "paths, PIL images, a uint8 array (N, H, W, 3), a torchvision-style dataset or a World"
     )
+
+
+def _paths_dataset(paths: Sequence[Any], *, labels: bool | str, recursive: bool, **kwargs: Any) -> RefDataset:
+    """Several folders and files as one dataset, in the order given.
+
+    Ids are the paths as given (folder/relative/path.png), so they stay unique across folders;
+    labels come from class subfolders when every folder has them (the ImageFolder layout).
+    """
+    parts: list[tuple[str, FolderDataset | None]] = []
+    for item in paths:
+        if not isinstance(item, (str, os.PathLike)):
+            raise BadInputError(f"mixed inputs: {item!r} among file and folder paths; give paths only")
+        path = Path(item)
+        if path.is_dir():
+            parts.append((str(item), FolderDataset(path, labels=labels, recursive=recursive, **kwargs)))
+        elif path.exists():
+            parts.append((str(item), None))
+        else:
+            raise BadInputError(f"no such file or folder: {path}; check the path (relative to {Path.cwd()})")
+    with_labels = all(folder is not None and folder.class_names for _, folder in parts)
+    refs: list[ImageRef] = []
+    ignored: list[str] = []
+    for given, folder in parts:
+        if folder is None:
+            refs.append(ImageRef(id=given, path=given))
+            continue
+        ignored += folder.ignored_files
+        refs += [ImageRef(id=f"{given.rstrip('/')}/{ref.id}", label=ref.label if with_labels else None, path=ref.path)
+                 for ref in folder.refs()]
+    dataset = RefDataset(refs, **kwargs)
+    dataset.ignored_files = ignored
+    if with_labels:
+        dataset.class_names = sorted({str(ref.label) for ref in refs})
+    dataset.new_report()
+    return dataset
 
 
 def _array_refs(arr: Any) -> list[ImageRef]:

@@ -58,7 +58,7 @@ def _check_size(source: str, size: tuple[int, int], options: LoadOptions) -> Non
             source,
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{options.max_pixels:,} (possible decompression bomb)",
-            "if the image is genuine, raise the limit with max_pixels=... (and PIL.Image.MAX_IMAGE_PIXELS)",
+            "if the image is genuine, raise the limit with max_pixels=... (on the command line, --max-pixels N)",
         )
 
 
@@ -76,6 +76,10 @@ def load_image_file(path: str | os.PathLike[str], options: LoadOptions | None = 
         raise ImageLoadError(source, "is a directory, not an image file", "pass the folder itself instead")
     if size == 0:
         raise ImageLoadError(source, "file is empty (0 bytes)", "re-download or remove the file")
+    if Image.MAX_IMAGE_PIXELS is not None and options.max_pixels > Image.MAX_IMAGE_PIXELS:
+        # The caller raised the limit on purpose; PIL's own check (at twice its limit) would
+        # still refuse such a file before ours runs. Ours stays in force.
+        Image.MAX_IMAGE_PIXELS = options.max_pixels
     try:
         with Image.open(path) as img:
             _check_size(source, img.size, options)
@@ -87,7 +91,7 @@ def load_image_file(path: str | os.PathLike[str], options: LoadOptions | None = 
         raise ImageLoadError(
             source,
             f"image exceeds PIL's decompression-bomb limit ({exc})",
-            "if the image is genuine, raise max_pixels=... and PIL.Image.MAX_IMAGE_PIXELS",
+            "if the image is genuine, raise the limit with max_pixels=... (on the command line, --max-pixels N)",
         ) from None
     except UnidentifiedImageError:
         raise ImageLoadError(

@@ -49,7 +49,7 @@ class LoadReport:
             raise BadInputError(
                 f"cannot use image {error.source}: {error.problem}. "
                 + (f"{error.hint}; " if error.hint else "")
-                + "or pass on_error='skip' to skip such images and get a report."
+                + "or skip such images and get a report: on_error='skip' (on the command line, --on-error skip)."
             ) from None
         self.skipped.append(SkippedImage(item_id, path, error.problem))
 

@@ -23,6 +23,7 @@ import faiss
 import numpy as np
 
 from ceir_sdk._version import __version__
+from ceir_sdk.atomic import save_safetensors_file
 from ceir_sdk.errors import BadInputError, ConflictError, IncompatibleFileError
 from ceir_sdk.index import persist
 from ceir_sdk.index.calibration import (
@@ -480,6 +481,10 @@ class ConceptIndex:
         recs = self._meta.records(arr.tolist())
         return [{"id": int(i), **recs[int(i)]} for i in arr]
 
+    def keys_present(self, keys: Sequence[str]) -> set[str]:
+        """Which of these keys the index holds (adding only new items, e.g. files not yet indexed)."""
+        return set(self._meta.ids_for_keys(list(keys)))
+
     def ids_for_keys(self, keys: Sequence[str]) -> np.ndarray:
         found = self._meta.ids_for_keys(list(keys))
         missing = [k for k in keys if k not in found]
@@ -780,8 +785,6 @@ class ConceptIndex:
         silently dropping that process's items. Load again and re-apply the change, or pass
         ``force=True`` to replace the other version anyway.
         """
-        from safetensors.numpy import save_file
-
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         with self._lock, persist.save_lock(root):
@@ -792,8 +795,8 @@ class ConceptIndex:
             try:
                 if self._store is not None:
                     faiss.write_index(self._store.index, str(tmp / "vectors.faiss"))
-                save_file({"ids": np.ascontiguousarray(self._ids), "activations": np.ascontiguousarray(self._acts)},
-                          str(tmp / "arrays.safetensors"))
+                save_safetensors_file({"ids": np.ascontiguousarray(self._ids),
+                                       "activations": np.ascontiguousarray(self._acts)}, tmp / "arrays.safetensors")
                 self._meta.save_to(tmp / "metadata.sqlite")
                 cal = self._calibrate_if_possible()
                 if cal is not None:

@@ -18,6 +18,8 @@ import numpy as np
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 
 Pair = tuple[np.ndarray, np.ndarray]
+# (activations, latents, input position of each row, (input position, why) of each skipped image)
+Skippable = tuple[np.ndarray, np.ndarray, list[int], list[tuple[int, str]]]
 
 
 @runtime_checkable
@@ -53,6 +55,15 @@ class ModelEncoder:
         z, lat = self.model.encode(images, output="both", progress=False)
         return np.asarray(z, np.float32), np.asarray(lat, np.float32)
 
+    def encode_image_files(self, paths: Sequence[str], *, on_error: str = "fail") -> Skippable:
+        """Like encode_images for files, with the data layer's policy for unreadable ones."""
+        encoded = self.model.backbone.encode(list(paths), progress=True, on_error=on_error)
+        position = {path: i for i, path in enumerate(paths)}
+        kept = [position[item_id] for item_id in encoded.ids]
+        skipped = [(position[s.id], s.problem) for s in encoded.report.skipped]
+        z, lat = self.model.encode_features(encoded.features, output="both")
+        return np.asarray(z, np.float32), np.asarray(lat, np.float32), kept, skipped
+
     def encode_texts(self, texts: Sequence[str]) -> Pair:
         z, lat = self.model.encode_texts(list(texts), output="both")
         return np.asarray(z, np.float32), np.asarray(lat, np.float32)
@@ -76,6 +87,13 @@ class RuntimeEncoder:
     def encode_images(self, images: Any) -> Pair:
         z, lat = self.runtime.embed(images, output="both")
         return np.asarray(z, np.float32), np.asarray(lat, np.float32)
+
+    def encode_image_files(self, paths: Sequence[str], *, on_error: str = "fail") -> Skippable:
+        """Like encode_images for files, with the data layer's policy for unreadable ones."""
+        emb = self.runtime.embed_all(list(paths), progress=True, on_error=on_error)
+        kept = list(emb.kept) if emb.kept else list(range(len(emb.latent)))
+        return (np.asarray(emb.concepts, np.float32), np.asarray(emb.latent, np.float32), kept,
+                list(emb.skipped))
 
     def encode_texts(self, texts: Sequence[str]) -> Pair:
         fn = getattr(self.runtime, "encode_texts", None)

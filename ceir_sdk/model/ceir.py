@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ceir_sdk._version import __version__
-from ceir_sdk.errors import BadInputError, IncompatibleFileError
+from ceir_sdk.errors import BadInputError, IncompatibleFileError, PluginError, UnknownNameError
 from ceir_sdk.model.bottleneck import BottleneckConfig, ConceptBottleneck, ConceptHead
 from ceir_sdk.model.cluster import DEFAULT_RESTARTS, ClusterResult, kmeans, name_clusters
 from ceir_sdk.model.explain import Explanation, integrated_gradients
@@ -84,6 +85,18 @@ def _features(x: Any, dim: int | None, what: str = "features") -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def backbone_features(backbone: Any, images: Any, **options: Any) -> np.ndarray:
+    """``backbone.encode_images``, checked: a backbone that breaks its own declared width is named."""
+    features = np.asarray(backbone.encode_images(images, **options))
+    dim = getattr(backbone, "embed_dim", None)
+    if features.ndim != 2 or (dim is not None and features.shape[1] != dim):
+        raise PluginError(
+            f"backbone {getattr(backbone, 'name', type(backbone).__name__)!r} returned features of shape "
+            f"{features.shape} but declares embed_dim {dim}: the backbone breaks its contract (an (N, embed_dim) "
+            "array); report it to the backbone plugin's authors")
+    return features
+
+
 class CEIRModel:
     """image -> backbone features -> concept bottleneck -> latent model.
 
@@ -113,6 +126,9 @@ class CEIRModel:
         elif backbone is not None:
             self._backbone_spec = dict(backbone.spec())
         self.backbone_options = dict(backbone_options or {})
+        # The spec of the backbone a loaded model was fitted with: the backbone resolved now
+        # must match it, or its features would silently mean something else.
+        self._fitted_backbone_spec: dict[str, Any] | None = None
         self.latent_name = latent
         self.latent_options = dict(latent_options or {})
         if isinstance(bottleneck, dict):
@@ -148,7 +164,23 @@ class CEIRModel:
                 raise BadInputError("this model has no backbone; pass images' features instead")
             from ceir_sdk.plugins import get_backbone
 
-            self._backbone = get_backbone(self._backbone_spec["name"], **self.backbone_options)
+            name = self._backbone_spec.get("name")
+            if not isinstance(name, str) or not name:
+                raise IncompatibleFileError(
+                    f"the saved backbone spec has no \"name\" ({self._backbone_spec!r}); a Backbone's spec() must "
+                    "include the name it is registered under. Pass backbone= to use a backbone object directly")
+            try:
+                backbone = get_backbone(name, **self.backbone_options)
+            except UnknownNameError as exc:
+                if self._fitted_backbone_spec is None:
+                    raise
+                raise BadInputError(
+                    f"this model was fitted with the backbone {name!r}, which no installed plugin provides "
+                    f"({exc.args[0] if exc.args else exc}); install the plugin that registers it, or pass "
+                    "precomputed features (--features) instead of images") from None
+            if self._fitted_backbone_spec is not None:
+                _check_same_backbone(self._fitted_backbone_spec, backbone.spec(), self.backbone_options)
+            self._backbone = backbone
         return self._backbone
 
     @property
@@ -207,7 +239,7 @@ class CEIRModel:
     ) -> CEIRModel:
         """Fit on training images (encoded by the backbone). Never pass evaluation images."""
         t0 = time.perf_counter()
-        features = self.backbone.encode_images(images, batch_size=batch_size, progress=progress)
+        features = backbone_features(self.backbone, images, batch_size=batch_size, progress=progress)
         extract_s = time.perf_counter() - t0
         self.fit_features(
             features, concepts, progress=progress, label_information=label_information,
@@ -268,6 +300,7 @@ class CEIRModel:
         z_tr = self.bottleneck.transform(x_tr)
         latent = get_latent_model(self.latent_name, **self.latent_options)
         latent.fit(z_tr, x_val=self.bottleneck.transform(x_val), seed=self.seed, progress=progress)
+        _check_latent_model(self.latent_name, latent, z_tr[:8])
         latent_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         self.presence_thresholds = fit_presence_thresholds(z_tr, self.concepts, seed=self.seed)
@@ -309,7 +342,7 @@ class CEIRModel:
     ) -> Any:
         """Encode images with the backbone, then the head; see :meth:`encode_features`."""
         self._require_fitted()
-        features = self.backbone.encode_images(images, batch_size=batch_size, progress=progress)
+        features = backbone_features(self.backbone, images, batch_size=batch_size, progress=progress)
         return self.encode_features(features, output=output)
 
     def encode_texts(self, texts: Sequence[str], *, output: Output = "both") -> Any:
@@ -373,7 +406,7 @@ class CEIRModel:
         if features is None:
             if images is None:
                 raise BadInputError("give images or features")
-            features = self.backbone.encode_images(images, progress=progress)
+            features = backbone_features(self.backbone, images, progress=progress)
         z = self.encode_features(features, output="concepts")
         order = np.argsort(-z, axis=1)[:, :top_k]
         return [[(self.concepts[j], float(z[i, j])) for j in row] for i, row in enumerate(order)]
@@ -413,7 +446,7 @@ class CEIRModel:
         if features is None:
             if images is None:
                 raise BadInputError("give images or features to explain")
-            features = self.backbone.encode_images(images, progress=progress)
+            features = backbone_features(self.backbone, images, progress=progress)
         z, lat = self.encode_features(features, output="both")
         encoder = self.head_module().latent
         with torch.no_grad():
@@ -457,7 +490,7 @@ class CEIRModel:
         if features is None:
             if images is None:
                 raise BadInputError("give images or features to cluster")
-            features = self.backbone.encode_images(images, progress=progress)
+            features = backbone_features(self.backbone, images, progress=progress)
         if space not in ("latent", "concepts"):
             raise BadInputError(f"space must be 'latent' or 'concepts', not {space!r}")
         z, lat = self.encode_features(features, output="both")
@@ -482,6 +515,7 @@ class CEIRModel:
             "format_version": FORMAT_VERSION,
             "ceir_sdk_version": __version__,
             "backbone": backbone_spec,
+            "backbone_options": _json_options(self.backbone_options),
             "feature_dim": self.feature_dim,
             "concepts": self.concepts,
             "bottleneck": asdict(self.bottleneck.config),
@@ -501,8 +535,14 @@ class CEIRModel:
         return out
 
     @classmethod
-    def load(cls, directory: str | Path, *, backbone: Any = None) -> CEIRModel:
-        """Load a saved model; refuses other formats, newer versions and altered files."""
+    def load(cls, directory: str | Path, *, backbone: Any = None,
+             backbone_options: dict[str, Any] | None = None) -> CEIRModel:
+        """Load a saved model; refuses other formats, newer versions and altered files.
+
+        The backbone is resolved on first use from the saved spec with the options the model
+        was fitted with (``backbone_options`` adds to or overrides them, e.g. a device), and it
+        must match the saved spec. ``backbone`` passes an object instead, unchecked.
+        """
         d = Path(directory)
         if not d.is_dir():
             raise IncompatibleFileError(f"{d} is not a directory; a CEIR model is saved as a directory")
@@ -529,9 +569,11 @@ class CEIRModel:
             bottleneck=BottleneckConfig(**cfg.get("bottleneck", {})),
             val_fraction=float(cfg.get("val_fraction", 0.1)), seed=int(cfg.get("seed", 0)),
             concept_template=cfg.get("concept_template", "{}"),
+            backbone_options={**cfg.get("backbone_options", {}), **(backbone_options or {})},
         )
         if backbone is None:
             model._backbone_spec = cfg.get("backbone")
+            model._fitted_backbone_spec = model._backbone_spec
         try:
             bott = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bottleneck.")}
             model.bottleneck.load_tensors(bott, concepts)
@@ -542,11 +584,19 @@ class CEIRModel:
                 raise ValueError(f"weights for {w.shape[0]} concepts, config lists {len(concepts)}")
             from ceir_sdk.plugins import get_latent_model
 
-            latent = get_latent_model(latent_cfg["name"], **latent_cfg.get("options", {}))
+            try:
+                latent = get_latent_model(latent_cfg["name"], **latent_cfg.get("options", {}))
+            except UnknownNameError as exc:
+                raise BadInputError(
+                    f"{what} needs the latent model {latent_cfg['name']!r}, which no installed plugin provides "
+                    f"({exc.args[0] if exc.args else exc}); install the plugin that registers it "
+                    "(`ceir plugins` lists what is installed)") from None
             latent.load_state(
                 latent_cfg["config"],
                 {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("latent.")},
             )
+        except BadInputError:
+            raise  # a missing plugin, already explained; not damage to the files
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise IncompatibleFileError(f"{what}: weights do not match config.json ({exc})") from exc
         model._text_embeddings = text
@@ -560,6 +610,64 @@ class CEIRModel:
         model.label_information = dict(cfg.get("label_information", {}))
         model.provenance = dict(cfg.get("provenance", {}))
         return model
+
+
+def _check_latent_model(name: str, latent: Any, sample: np.ndarray) -> None:
+    """Images go through the latent's torch encoder_module, texts through encode(): they must agree.
+
+    Checked once after fitting, so a latent plugin that breaks its contract is named at fit time
+    instead of giving images and texts latents in different spaces later.
+    """
+    import torch
+
+    what = f"latent model {name!r}"
+    dim = int(latent.latent_dim)
+    try:
+        module = latent.encoder_module()
+    except NotImplementedError:
+        raise PluginError(
+            f"{what} has no encoder_module(): CEIRModel runs images through it (a torch module, concept z -> "
+            "latent mean), and ONNX export traces it. Implement it in the latent plugin") from None
+    with torch.no_grad():
+        from_module = module(torch.from_numpy(np.ascontiguousarray(sample))).numpy()
+    from_encode = np.asarray(latent.encode(sample), np.float32)
+    for how, out in (("encoder_module()", from_module), ("encode()", from_encode)):
+        if out.shape != (len(sample), dim):
+            raise PluginError(f"{what}: {how} gives shape {out.shape} for {len(sample)} rows, but latent_dim is "
+                              f"{dim}; the latent plugin breaks its contract")
+    if not np.allclose(from_module, from_encode, rtol=1e-3, atol=1e-4):
+        gap = float(np.abs(from_module - from_encode).max())
+        raise PluginError(f"{what}: encode() and encoder_module() disagree (max difference {gap:.3g}); "
+                          "images and text queries would land in different spaces")
+
+
+# Spec keys that name the software around a backbone, not the backbone: they may differ
+# between the machine that fitted a model and the one that loads it.
+_ENVIRONMENT_KEY_SUFFIXES = ("_version", "device")
+
+
+def _check_same_backbone(fitted: dict[str, Any], now: dict[str, Any], options: dict[str, Any]) -> None:
+    differing = sorted(
+        key for key in fitted.keys() & now.keys()
+        if not key.endswith(_ENVIRONMENT_KEY_SUFFIXES) and _jsonable(fitted[key]) != _jsonable(now[key]))
+    if differing:
+        shown = "; ".join(f"{k}: fitted with {fitted[k]!r}, now {now[k]!r}" for k in differing[:4])
+        raise IncompatibleFileError(
+            f"backbone {fitted.get('name')!r} resolved with options {options!r} is not the one this model was "
+            f"fitted with ({shown}); its features would not match the model's weights. Pass backbone_options "
+            "(e.g. the seed) to CEIRModel.load, or backbone= to use a backbone object deliberately")
+
+
+def _json_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that JSON can carry; others (cache objects, callables) are left to the loader."""
+    kept = {}
+    for key, value in options.items():
+        try:
+            json.dumps(_jsonable(value))
+        except (TypeError, ValueError):
+            continue
+        kept[key] = _jsonable(value)
+    return kept
 
 
 def _jsonable(obj: Any) -> Any:

@@ -81,7 +81,8 @@ def test_world_oracle(first_party_host: Any) -> None:
         ("static:missing.txt", {}, "no concept file"),
         ("static:world11", {}, "unknown world"),
         ("static", {"concepts": "red"}, "list of phrases"),
-        ("static", {"concepts": ["a"], "temperature": 0.3}, "unknown options"),
+        ("static", {"concepts": ["a"], "temperature": 0.3},
+         r"does not take the option\(s\) temperature; it takes: concepts, descriptive, path"),
         ("static", {"concepts": []}, "no concepts"),
     ],
 )

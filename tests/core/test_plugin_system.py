@@ -33,14 +33,15 @@ def test_test_plugin_found_through_its_real_entry_point(plugin_host: PluginHost)
     assert "register_concept_sources" in status.hooks
     source = plugin_host.resolve("concept_source", "test-echo:anything", suffix="x")
     assert source.spec == "anything"
-    assert source.generate(["cat"]) == ["cat x"]
+    assert source.generate(["cat"]).phrases == ["cat x"]
 
 
 def test_name_resolution_passes_the_rest_of_the_name(plugin_host: PluginHost) -> None:
     plugin_host.load_entry_points(only=["test-plugin"])
     built = plugin_host.resolve("backbone", "test-backbone:ViT-B-32/laion2b_s34b_b79k", device="cpu")
-    assert built == ("test-backbone", "ViT-B-32/laion2b_s34b_b79k", {"device": "cpu"})
-    assert plugin_host.resolve("latent_model", "test-latent") == ("test-latent", None, {})
+    assert (built.spec_text, built.options) == ("ViT-B-32/laion2b_s34b_b79k", {"device": "cpu"})
+    latent = plugin_host.resolve("latent_model", "test-latent")
+    assert (latent.spec_text, latent.options) == (None, {})
 
 
 def test_unknown_name_lists_what_is_available(plugin_host: PluginHost) -> None:

@@ -163,3 +163,24 @@ def test_existing_dataset_takes_a_new_policy(zoo: Path) -> None:
     assert same is ds and isinstance(same, ImageDataset)
     assert same.on_error == "skip" and same.options.max_pixels == 10**6
     assert len(list(same)) == len(GOOD)
+
+
+def test_several_folders_and_files_form_one_dataset(class_folder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    second = tmp_path / "more"
+    shutil.copytree(class_folder, second)
+    both = as_dataset([str(class_folder), str(second)])
+    items = list(both)
+    assert len(both) == len(items) == 16
+    ids = [item.id for item in items]
+    assert len(set(ids)) == 16 and ids[0].startswith(f"{class_folder}/")
+    assert both.class_names == ["blue", "red"] and {item.label for item in items} == {"blue", "red"}
+    assert len(both.report.ignored_files) == 2  # one notes.txt per folder, reported
+
+    loose = tmp_path / "loose.png"
+    Image.new("RGB", (24, 24), (0, 200, 0)).save(loose)
+    mixed = as_dataset([str(class_folder), str(loose)], on_error="fail")
+    assert len(list(mixed)) == 9 and mixed.class_names is None  # a loose file has no class folder
+    with pytest.raises(BadInputError, match="no such file or folder"):
+        as_dataset([str(class_folder), str(tmp_path / "missing")])

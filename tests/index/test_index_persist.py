@@ -187,3 +187,17 @@ def test_cli_build_search_cluster_info(tmp_path: Path) -> None:
     r = runner.invoke(cli, ["index", "info", ix, "--json"])
     info = json.loads(r.output)
     assert info["count"] == 298 and info["version"] == "v000002" and len(info["concepts"]) == 6
+
+
+def test_saved_files_are_readable_by_other_accounts(tmp_path: Path) -> None:
+    """An index built by one account is searched by a service: no file may come out 0600."""
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        _small().save(tmp_path / "idx")
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "idx").rglob("*") if p.is_file()}
+    assert "arrays.safetensors" in modes
+    assert {name: mode for name, mode in modes.items() if mode != 0o644} == {}

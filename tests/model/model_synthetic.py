@@ -39,8 +39,9 @@ class TinyBackbone:
     name = "tiny:test"
     embed_dim = 16
 
-    def __init__(self) -> None:
-        gen = torch.Generator().manual_seed(123)
+    def __init__(self, seed: int = 123) -> None:
+        self.seed = seed
+        gen = torch.Generator().manual_seed(seed)
         self.image = nn.Sequential(
             nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(8 * 8 * 3, self.embed_dim)
         ).eval()
@@ -68,7 +69,7 @@ class TinyBackbone:
         return {"image": self.image}
 
     def spec(self) -> dict[str, Any]:
-        return {"name": self.name}
+        return {"name": self.name, "seed": self.seed, "torch_version": torch.__version__}
 
 
 # Small VAE settings so model tests stay fast.

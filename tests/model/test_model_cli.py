@@ -19,7 +19,7 @@ class _TinyPlugin:
     @staticmethod
     @ceir_plugins.hookspecs.hookimpl
     def register_backbones(register: Any) -> None:
-        register("tiny", lambda spec=None, **kw: TinyBackbone())
+        register("tiny", lambda spec=None, **kw: TinyBackbone(**kw))
 
 
 @pytest.fixture
@@ -103,3 +103,42 @@ def test_a_bundle_given_to_a_torch_command_says_what_to_use_instead(cli: Any, tm
                                       "--out", str(tmp_path / "z.npy")])
     message = str(result.exception)
     assert result.exit_code != 0 and "is an ONNX bundle" in message and "ceir index" in message, message
+
+
+def test_fit_reads_the_concept_sets_that_ceir_concepts_writes(cli: Any, tmp_path: Path) -> None:
+    from ceir_sdk.concepts import ConceptSet
+    from ceir_sdk.model.world_concepts import oracle_concepts
+    from ceir_sdk.worlds import World
+
+    phrases = [*oracle_concepts(World("world10"), include_class_names=False)[:40], "ladybug"]
+    concept_file = ConceptSet.from_phrases(phrases, source="static:test", class_names=["ladybug", "zebra"]).save(
+        tmp_path / "concepts.json")
+    model = tmp_path / "model"
+    _run(cli, ["fit", str(model), "--dataset", "world10", "-n", "120", "--backbone", "tiny",
+               "--latent", "pca", "--latent-option", "latent_dim=4", "--concepts", str(concept_file)])
+    cfg = json.loads((model / "config.json").read_text())
+    assert set(cfg["concepts"]) <= set(phrases) and len(cfg["concepts"]) > 10
+    info = cfg["label_information"]
+    assert info["concept_source"] == "static:test" and info["class_names_in_concepts"] is True
+    assert info["class_names_in_prompts"] is False
+
+
+def test_fit_refuses_a_json_concept_file_it_cannot_read(cli: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "concepts.json"
+    bad.write_text(json.dumps({"concepts": [{"text": "red"}]}))
+    result = CliRunner().invoke(cli, ["fit", str(tmp_path / "m"), "--dataset", "world10", "-n", "120",
+                                      "--backbone", "tiny", "--concepts", str(bad)])
+    assert result.exit_code != 0 and "ceir concepts generate" in str(result.exception)
+
+
+def test_fit_passes_backbone_options_and_encode_reuses_them(cli: Any, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    _run(cli, ["fit", str(model), "--dataset", "world10", "-n", "120", "--backbone", "tiny", "--backbone-option",
+               "seed=7", "--latent", "pca", "--latent-option", "latent_dim=4"])
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["backbone_options"] == {"seed": 7} and cfg["backbone"]["seed"] == 7
+    _run(cli, ["encode", str(model), "--dataset", "world10", "--split", "test", "-n", "5", "--out",
+               str(tmp_path / "e.npz")])
+    result = CliRunner().invoke(cli, ["fit", str(model), "--dataset", "world10", "--backbone", "tiny",
+                                      "--backbone-option", "seed"])
+    assert result.exit_code == 2 and "--backbone-option 'seed' must look like key=value" in result.output

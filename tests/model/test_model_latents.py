@@ -8,6 +8,7 @@ import torch
 
 from ceir_sdk import plugins as ceir_plugins
 from ceir_sdk.contracts import LatentModel
+from ceir_sdk.errors import BadInputError
 
 
 def _zscored(n: int = 300, c: int = 12, seed: int = 0) -> np.ndarray:
@@ -18,8 +19,19 @@ def _zscored(n: int = 300, c: int = 12, seed: int = 0) -> np.ndarray:
 
 def test_plugin_registers_three_latent_models(vae_host: ceir_plugins.PluginHost) -> None:
     assert set(vae_host.registrations("latent_model")) >= {"vae", "identity", "pca"}
-    with pytest.raises(TypeError, match="unknown vae option"):
+    with pytest.raises(BadInputError, match=r"'vae' \(plugin 'vae'\) does not take the option\(s\) hidden"):
         ceir_plugins.get_latent_model("vae", hidden=3)
+
+
+def test_declared_latent_options_are_the_models_own() -> None:
+    import inspect
+
+    from ceir_vae.plugin import PCA_OPTIONS, VAE_OPTIONS
+    from ceir_vae.simple import PCALatentModel
+    from ceir_vae.vae import VAEConfig
+
+    assert set(VAE_OPTIONS) == set(VAEConfig.__dataclass_fields__)
+    assert set(PCA_OPTIONS) == set(inspect.signature(PCALatentModel).parameters)
 
 
 def test_vae_fits_zscored_inputs_and_is_deterministic() -> None:

@@ -296,3 +296,85 @@ def test_cli_index_commands_run_the_int8_graph_when_asked(fitted: dict[str, Any]
     result = runner.invoke(cli, ["index", "build", str(tmp_path / "ix2"), str(folder), "--model", str(model_dir),
                                  "--precision", "int8"])
     assert isinstance(result.exception, BadInputError) and "apply to ONNX bundles" in str(result.exception)
+
+
+@pytest.mark.parametrize("model_kind", ["bundle", "torch"])
+def test_cli_index_build_and_add_on_a_real_folder(fitted: dict[str, Any], tmp_path: Path, model_kind: str) -> None:
+    """Class folders give labels, --on-error skip gets past a broken file, adding a folder twice
+    adds nothing, and adds embed with the precision the index was built with."""
+    from PIL import Image
+
+    from ceir_sdk.cli.main import build
+    from ceir_sdk.index import ConceptIndex
+
+    photos = tmp_path / "photos"
+    for i, image in enumerate(fitted["images"][:6]):
+        (photos / ("zebra" if i % 2 else "plane")).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.asarray(image)).save(photos / ("zebra" if i % 2 else "plane") / f"{i}.png")
+    (photos / "zebra" / "broken.png").write_bytes(b"not a png")
+    model = str(fitted["bundle"]) if model_kind == "bundle" else str(fitted["model"].save(tmp_path / "m"))
+    precision = ["--precision", "int8"] if model_kind == "bundle" else []
+    cli, runner, ix = build(), CliRunner(), str(tmp_path / "ix")
+
+    refused = runner.invoke(cli, ["index", "build", ix, str(photos), "--model", model, *precision])
+    assert refused.exit_code != 0 and "broken.png" in str(refused.exception)
+    built = runner.invoke(cli, ["index", "build", ix, str(photos), "--model", model, *precision, "--on-error", "skip"])
+    assert built.exit_code == 0, built.output + repr(built.exception)
+    assert "skipped 1 of 7 images" in built.output and "broken.png" in built.output
+    idx = ConceptIndex.load(ix)
+    assert len(idx) == 6
+    records = idx.get(idx.ids)
+    assert sorted({r["fields"]["label"] for r in records}) == ["plane", "zebra"]
+    assert all(Path(r["key"]).is_absolute() and Path(r["key"]).is_file() for r in records)
+
+    retried = runner.invoke(cli, ["index", "add", ix, str(photos), "--on-error", "skip"])
+    assert retried.exit_code != 0 and "broken.png" in str(retried.exception)  # the one left out, still broken
+    (photos / "zebra" / "broken.png").unlink()
+    again = runner.invoke(cli, ["index", "add", ix, str(photos)])
+    assert again.exit_code != 0 and "in the index already" in str(again.exception)
+    Image.fromarray(np.asarray(fitted["images"][6])).save(photos / "plane" / "new.png")
+    added = runner.invoke(cli, ["index", "add", ix, str(photos)])
+    assert added.exit_code == 0, added.output + repr(added.exception)
+    assert "6 of 7 images are in the index already" in added.output and "Added 1 items" in added.output
+    idx = ConceptIndex.load(ix)
+    new_id = int(idx.ids_for_keys([str((photos / "plane" / "new.png").resolve())])[0])
+    if model_kind == "bundle":  # embedded by the int8 graph, as the build was
+        from ceir_onnx.runtime import Runtime
+
+        int8 = Runtime(fitted["bundle"], providers="cpu", precision="int8").embed([photos / "plane" / "new.png"])
+        np.testing.assert_allclose(idx.vectors_of(np.array([new_id])), int8, atol=1e-5)
+    hits = runner.invoke(cli, ["index", "search", ix, "--like", str(new_id), "-k", "3", "--where", "label=plane"])
+    ranked = [line for line in hits.output.splitlines() if "score=" in line]
+    assert hits.exit_code == 0 and ranked and all("/plane/" in line for line in ranked), hits.output
+
+
+def test_cli_encode_takes_several_folders_and_a_pixel_limit(fitted: dict[str, Any], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ceir_sdk.cli.main import build
+
+    model_dir = fitted["model"].save(tmp_path / "m")
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, images in ((first, fitted["images"][:3]), (second, fitted["images"][3:5])):
+        folder.mkdir()
+        for i, image in enumerate(images):
+            Image.fromarray(np.asarray(image)).save(folder / f"{i}.png")
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(second / "small.png")
+    cli, runner = build(), CliRunner()
+    both = runner.invoke(cli, ["encode", str(model_dir), str(first), str(second), "--out", str(tmp_path / "e.npy")])
+    assert both.exit_code == 0, both.output + repr(both.exception)
+    assert np.load(tmp_path / "e.npy").shape[0] == 6
+    # Fresh files: features cached from an earlier run are reused without decoding the file again.
+    third = tmp_path / "c"
+    third.mkdir()
+    noise = np.random.default_rng(1234).integers(0, 256, (32, 32, 3), dtype=np.uint8)  # in no other test
+    Image.fromarray(noise).save(third / "large.png")
+    Image.new("RGB", (8, 8), (10, 200, 10)).save(third / "small.png")
+    limited = runner.invoke(cli, ["encode", str(model_dir), str(third), "--max-pixels", "100", "--on-error", "skip",
+                                  "--out", str(tmp_path / "small.npy")])
+    assert limited.exit_code == 0, limited.output + repr(limited.exception)
+    assert np.load(tmp_path / "small.npy").shape[0] == 1 and "over the limit of 100" in limited.output
+    explained = runner.invoke(cli, ["explain", str(model_dir), str(first), "--limit", "2"])
+    assert explained.exit_code == 0, explained.output + repr(explained.exception)
+    assert explained.output.count("complete within") == 2
+    assert "explained the first 2 of 3 images" in explained.output and "wrote" not in explained.output

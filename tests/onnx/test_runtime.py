@@ -353,3 +353,15 @@ def test_graphs_opened_on_first_use_survive_chdir_and_refuse_a_swapped_bundle(
     text_file.unlink()
     with pytest.raises(IncompatibleFileError, match="is gone"):
         gone.encode_texts(["striped fur"])
+
+
+def test_every_file_of_a_real_bundle_follows_the_umask(bundle: Path) -> None:
+    """safetensors writes 0600 on its own; the concepts file must be as readable as the graphs."""
+    import stat
+
+    from ceir_sdk.atomic import current_umask
+
+    expected = 0o666 & ~current_umask()
+    modes = {p.relative_to(bundle).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in bundle.rglob("*") if p.is_file()}
+    assert "concepts.safetensors" in modes
+    assert {name: mode for name, mode in modes.items() if mode != expected} == {}

@@ -244,7 +244,7 @@ def export_bundle(
         raise BadInputError(
             f"concept_text_embeddings must be (n_concepts={len(concepts)}, D); got {text_emb.shape}"
         )
-    pre = PreprocessConfig.from_dict(parts.preprocess)
+    pre = PreprocessConfig.from_dict(parts.preprocess, strict=True)
     size = pre.image_size
     vocab = Path(parts.tokenizer_info.get("vocab_file", ""))
     if parts.text_module is not None and not vocab.is_file():
@@ -333,11 +333,11 @@ def export_bundle(
                          "vocab_file": f"tokenizer/{vocab_name}", "clean": "lower"}
         bar.update()
 
-        from safetensors.numpy import save_file
+        from ceir_sdk.atomic import save_safetensors_file
 
         (stage / "concepts.json").write_text(json.dumps(concepts, indent=1, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
-        save_file({"concept_text_embeddings": text_emb}, str(stage / "concepts.safetensors"))
+        save_safetensors_file({"concept_text_embeddings": text_emb}, stage / "concepts.safetensors")
 
         files = sorted(p for p in stage.rglob("*") if p.is_file())
         manifest = {
@@ -370,7 +370,23 @@ def export_bundle(
 def parts_from_model(model: Any) -> ExportParts:
     """Collect the export parts from a fitted ``ceir_sdk.model.CEIRModel``."""
     backbone = model.backbone
-    modules = backbone.torch_modules()
+    name = getattr(backbone, "name", type(backbone).__name__)
+    torch_modules = getattr(backbone, "torch_modules", None)
+    modules = torch_modules() if callable(torch_modules) else {}
+    if modules.get("image") is None:
+        raise BadInputError(
+            f"backbone {name!r} gives no image module to export: its torch_modules() must return "
+            "{\"image\": module(pixels) -> features} (and \"text\" for text queries); see docs/plugins.md")
+    tokenizer_info: dict[str, Any] = {}
+    if modules.get("text") is not None:
+        info_of = getattr(backbone, "tokenizer_info", None)
+        tokenizer_info = dict(info_of()) if callable(info_of) else {}
+        if tokenizer_info.get("kind") != "clip-bpe":
+            raise BadInputError(
+                f"backbone {name!r} has a text module, but the ONNX runtime tokenizes only CLIP BPE and its "
+                f"tokenizer_info() says {tokenizer_info or 'nothing'}: give tokenizer_info() with kind "
+                "'clip-bpe', context_length and vocab_file, or leave 'text' out of torch_modules() for an "
+                "image-only bundle")
     latent = getattr(model, "latent_model", None)
     info = {
         "backbone": backbone.spec(),
@@ -383,7 +399,7 @@ def parts_from_model(model: Any) -> ExportParts:
         concepts=list(model.concepts),
         concept_text_embeddings=np.asarray(model.concept_text_embeddings(), dtype=np.float32),
         preprocess=backbone.preprocess_config(),
-        tokenizer_info=backbone.tokenizer_info(),
+        tokenizer_info=tokenizer_info,
         text_module=modules.get("text"),
         latent_module=model.latent_model.encoder_module(),
         model_info=info,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ceir_sdk import hookimpl
+from ceir_sdk.contracts import LLM_SOURCE_OPTIONS
 
 _ADAPTER_OPTIONS = ("base_url", "api_key_env")
 
@@ -20,4 +21,5 @@ def make_source(spec: str | None, **options: Any) -> Any:
 
 @hookimpl
 def register_concept_sources(register: Any) -> None:
-    register("anthropic", make_source, description="Claude models through the anthropic SDK")
+    register("anthropic", make_source, description="Claude models through the anthropic SDK",
+             options=LLM_SOURCE_OPTIONS + _ADAPTER_OPTIONS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ceir_sdk import hookimpl
+from ceir_sdk.contracts import LLM_SOURCE_OPTIONS
 
 _ADAPTER_OPTIONS = ("base_url", "api_key_env")
 
@@ -24,4 +25,5 @@ def register_concept_sources(register: Any) -> None:
         "openai",
         make_source,
         description="GPT models through the openai SDK, or any OpenAI-compatible server (base_url=...)",
+        options=LLM_SOURCE_OPTIONS + _ADAPTER_OPTIONS,
     )

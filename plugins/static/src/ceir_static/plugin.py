@@ -49,4 +49,5 @@ def register_concept_sources(register: Any) -> None:
         "static",
         make_source,
         description="concepts from a .txt/.json file (static:PATH), a list (concepts=[...]) or a world",
+        options=("concepts", "path", "descriptive"),
     )

@@ -6,10 +6,18 @@ from typing import Any
 
 from ceir_sdk import hookimpl
 
+# Declared here so that unknown options are refused without importing torch; a test keeps
+# them equal to the models' own settings.
+VAE_OPTIONS = ("batch_size", "hidden_dim", "kl_weight", "latent_dim", "learn_variance", "lr", "max_epochs",
+               "patience", "threads", "weight_decay")
+PCA_OPTIONS = ("latent_dim", "whiten")
+
 
 def _no_spec(kind: str, spec: str | None) -> None:
     if spec:
-        raise ValueError(f"latent model {kind!r} takes options, not a ':' suffix (got {spec!r})")
+        from ceir_sdk.errors import BadInputError
+
+        raise BadInputError(f"latent model {kind!r} takes options, not a ':' suffix (got {spec!r})")
 
 
 def make_vae(spec: str | None = None, **options: Any) -> Any:
@@ -37,6 +45,7 @@ def make_pca(spec: str | None = None, **options: Any) -> Any:
 
 @hookimpl
 def register_latent_models(register: Any) -> None:
-    register("vae", make_vae, description="CEIR VAE: Gaussian likelihood, posterior mean (default)")
-    register("identity", make_identity, description="z-scored concept activations as the latent")
-    register("pca", make_pca, description="principal components of the concept activations")
+    register("vae", make_vae, description="CEIR VAE: Gaussian likelihood, posterior mean (default)",
+             options=VAE_OPTIONS)
+    register("identity", make_identity, description="z-scored concept activations as the latent", options=())
+    register("pca", make_pca, description="principal components of the concept activations", options=PCA_OPTIONS)

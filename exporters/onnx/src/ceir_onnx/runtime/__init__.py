@@ -213,7 +213,10 @@ class Runtime:
         if self._tokenizer is None:
             info = self.manifest.get("tokenizer")
             if not info:
-                raise BadInputError("this bundle has no tokenizer; re-export with a text graph")
+                raise BadInputError(
+                    f"this bundle ({self.root}) is image-only: its backbone gave no text module with a CLIP BPE "
+                    "tokenizer at export, so it cannot embed text. Search by concepts or images instead, or "
+                    "export from a backbone that has one")
             self._tokenizer = ClipTokenizer(self._check_unchanged(info["vocab_file"]), info["context_length"])
         return self._tokenizer
 

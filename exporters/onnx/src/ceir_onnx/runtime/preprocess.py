@@ -24,6 +24,10 @@ _INTERP = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BIL
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
+#: The keys of a backbone's preprocess_config() that the runtime reproduces.
+PREPROCESS_KEYS = frozenset({"image_size", "resize", "crop", "interpolation", "mean", "std", "fill_color"})
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     image_size: int
@@ -34,7 +38,14 @@ class PreprocessConfig:
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
     @classmethod
-    def from_dict(cls, cfg: dict[str, Any]) -> PreprocessConfig:
+    def from_dict(cls, cfg: dict[str, Any], *, strict: bool = False) -> PreprocessConfig:
+        """``strict`` (at export) also refuses keys the runtime would not act on."""
+        unknown = set(cfg) - PREPROCESS_KEYS if strict else set()
+        if "image_size" not in cfg or unknown:
+            raise BadInputError(
+                f"preprocess config {cfg!r} is not one the runtime can follow: it needs \"image_size\" and takes "
+                f"{', '.join(sorted(PREPROCESS_KEYS))}" + (f" (not {', '.join(sorted(unknown))})" if unknown else "")
+                + "; a backbone's preprocess_config() must return these keys (docs/plugins.md)")
         size = cfg["image_size"]
         if isinstance(size, (list, tuple)):
             if len(set(size)) != 1:
