@@ -12,8 +12,9 @@ import click
 from ceir_sdk.errors import BadInputError
 
 
-def _read_embeddings(path: str) -> tuple[Any, Any, list[str], Any]:
-    """(latent, concepts or None, concept names, ids or None) from .safetensors or .npz (no pickle)."""
+def _read_embeddings(path: str) -> tuple[Any, Any, list[str], Any, list[str] | None]:
+    """(latent, concepts or None, concept names, ids or None, file paths or None) from
+    .safetensors or .npz (no pickle), as `ceir encode` writes them."""
     import numpy as np
 
     p = Path(path)
@@ -24,11 +25,14 @@ def _read_embeddings(path: str) -> tuple[Any, Any, list[str], Any]:
             names = set(fh.keys())
             meta = fh.metadata() or {}
             arrays = {k: fh.get_tensor(k) for k in names}
-        concept_names = json.loads(meta.get("concepts", "[]"))
+        concept_names = json.loads(meta.get("concept_names", meta.get("concepts", "[]")))
+        paths = json.loads(meta["paths"]) if "paths" in meta else None
     elif p.suffix == ".npz":
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         concept_names = [str(c) for c in arrays.pop("concept_names", [])]
+        paths = [str(p) for p in arrays.pop("paths")] if "paths" in arrays else None
+        arrays.pop("image_ids", None)
     else:
         raise BadInputError(f"{p}: embeddings must be a .safetensors or .npz file with a 'latent' array")
     if "latent" not in arrays:
@@ -39,7 +43,7 @@ def _read_embeddings(path: str) -> tuple[Any, Any, list[str], Any]:
             f"{p}: 'concepts' has {acts.shape[1]} columns but {len(concept_names)} concept names are given "
             "(safetensors metadata 'concepts' as a JSON list, or an npz array 'concept_names')"
         )
-    return arrays["latent"], acts, concept_names, arrays.get("ids")
+    return arrays["latent"], acts, concept_names, arrays.get("ids"), paths
 
 
 def _read_metadata(path: str | None, n: int) -> list[dict[str, Any]] | None:
@@ -189,8 +193,11 @@ def _gather(embeddings: str | None, model: str | None, images: Sequence[str], me
     if (embeddings is None) == (not images):
         raise BadInputError("give either --embeddings FILE or --model DIR with images")
     if embeddings is not None:
-        lat, acts, names, ids = _read_embeddings(embeddings)
-        return lat, acts, names, ids, _read_metadata(metadata, len(lat))
+        lat, acts, names, ids, paths = _read_embeddings(embeddings)
+        records = _read_metadata(metadata, len(lat))
+        if paths is not None and len(paths) == len(lat):  # from `ceir encode`: hits name their files
+            records = [{"key": p, "path": p, **m} for p, m in zip(paths, records or [{} for _ in paths])]
+        return lat, acts, names, ids, records
     if model is None:
         raise BadInputError("images need a model to embed them: --model MODEL_DIR (or an ONNX bundle)")
     paths, labels = _image_paths(images)
@@ -260,7 +267,8 @@ def register(cli: click.Group) -> None:
     @click.argument("out", type=click.Path(file_okay=False))
     @click.argument("images", nargs=-1)
     @click.option("--embeddings", type=click.Path(exists=True, dir_okay=False),
-                  help="Precomputed .safetensors/.npz with 'latent' (and 'concepts', 'ids').")
+                  help="Precomputed .safetensors/.npz with 'latent' (and 'concepts', 'concept_names', 'paths'), "
+                       "as `ceir encode --output both` writes it.")
     @click.option("--model", type=click.Path(exists=True, file_okay=False),
                   help="Fitted CEIR model dir or ONNX bundle, to embed IMAGES and answer text queries later.")
     @click.option("--metadata", type=click.Path(exists=True, dir_okay=False), help="JSONL, one record per item.")
@@ -445,7 +453,15 @@ def register(cli: click.Group) -> None:
             click.echo(json.dumps(data, indent=2))
             return
         for key, value in data.items():
-            if key != "concepts":
-                click.echo(f"{key}: {value}")
+            if key == "concepts":
+                continue
+            if key == "calibration" and isinstance(value, dict):
+                # Per-concept shares are many; the text form gives their range, --json all of them.
+                shares = sorted(value.get("present_share", {}).items(), key=lambda kv: kv[1])
+                value = {k: v for k, v in value.items() if k != "present_share"}
+                if shares:
+                    value["present_share"] = (f"{shares[0][1]:.2f} ({shares[0][0]}) to {shares[-1][1]:.2f} "
+                                              f"({shares[-1][0]}) over {len(shares)} concepts; --json lists each")
+            click.echo(f"{key}: {value}")
         if show_concepts:
             click.echo("concepts: " + ", ".join(idx.concepts))

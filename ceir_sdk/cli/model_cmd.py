@@ -24,6 +24,7 @@ class _Inputs:
     thumbnails: Any = None  # (N, H, W, 3) uint8 for plots, when cheap to have
     labels: Any = None
     ids: list[str] = field(default_factory=list)
+    paths: list[str | None] = field(default_factory=list)  # the file behind each row, when there is one
     description: str = ""
     world: Any = None
 
@@ -92,6 +93,7 @@ def _features(model_or_backbone: Any, inp: _Inputs, on_error: str, progress: boo
         options = {} if max_pixels is None else {"max_pixels": max_pixels}
         enc = encode(inp.images, progress=progress, on_error=on_error, **options)
         inp.ids = list(enc.ids)
+        inp.paths = list(enc.paths)
         if enc.report is not None and getattr(enc.report, "skipped", None):
             click.echo(enc.report.summary(), err=True)
         inp.thumbnails = _thumbnails(enc.paths)
@@ -118,18 +120,27 @@ def _thumbnails(paths: list[str | None]) -> list[Any] | None:
     return out
 
 
-def _save_array(path: Path, arrays: dict[str, Any]) -> None:
+def _save_array(path: Path, arrays: dict[str, Any], labels: dict[str, list[str]] | None = None) -> None:
+    """.npy (one array), .npz (arrays plus string arrays for ``labels``) or .safetensors (arrays,
+    with ``labels`` as JSON metadata): the forms `ceir index build --embeddings` reads."""
     import numpy as np
 
     from ceir_sdk.model.fileio import atomic_write_bytes
 
+    labels = labels or {}
     buf = io.BytesIO()
     if path.suffix == ".npz":
-        np.savez(buf, **arrays)
+        everything: dict[str, Any] = {**arrays, **{k: np.asarray(v, dtype=str) for k, v in labels.items()}}
+        np.savez(buf, **everything)
+    elif path.suffix == ".safetensors":
+        from safetensors.numpy import save
+
+        buf.write(save({k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()},
+                       metadata={k: json.dumps(v, ensure_ascii=False) for k, v in labels.items()}))
     elif len(arrays) == 1:
         np.save(buf, next(iter(arrays.values())), allow_pickle=False)
     else:
-        raise click.UsageError("--output both writes two arrays: use a .npz file name")
+        raise click.UsageError("--output both writes two arrays: use a .npz or .safetensors file name")
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -219,24 +230,32 @@ def _scores(labels: Any, predicted: Any) -> str:
                    "words ('red', 'round') are; turn off when word subsets do not imply each other "
                    "('sea lion' / 'lion').")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a model already saved in OUT_DIR.")
 def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
             image_size: str, features_path: Path | None, on_error: str, concepts_spec: str,
             include_class_names: bool, backbone: str, backbone_options: tuple[str, ...], latent: str,
             latent_options: tuple[str, ...],
             visibility_cutoff: str, concept_templates: tuple[str, ...], presence_by_parts: bool,
-            seed: int) -> None:
+            seed: int, overwrite: bool) -> None:
     """Fit a CEIR model on TRAINING images (or features) and save it to OUT_DIR."""
     from ceir_sdk.model import BottleneckConfig, CEIRModel
+
+    parsed_backbone_options = _parse_options(backbone_options, "--backbone-option")
+    parsed_latent_options = _parse_options(latent_options)
+    if (out_dir / "config.json").exists() and not overwrite:
+        # Checked before the (long) fit, so the answer comes at once.
+        raise click.UsageError(f"{out_dir} holds a fitted model already; pass --overwrite to replace it, "
+                               "or choose another OUT_DIR")
 
     if split == "test":
         click.echo("warning: fitting on the test split; evaluate on other data", err=True)
     inp = _load_inputs(inputs, dataset, split, count, image_size, features_path)
     concepts, info = _read_concepts(concepts_spec, inp.world, include_class_names)
     cutoff: float | str = visibility_cutoff if visibility_cutoff == "auto" else float(visibility_cutoff)
-    model = CEIRModel(backbone, latent=latent, latent_options=_parse_options(latent_options),
+    model = CEIRModel(backbone, latent=latent, latent_options=parsed_latent_options,
                       bottleneck=BottleneckConfig(visibility_cutoff=cutoff), seed=seed,
                       concept_template=list(concept_templates), presence_by_parts=presence_by_parts,
-                      backbone_options=_parse_options(backbone_options, "--backbone-option"))
+                      backbone_options=parsed_backbone_options)
     feats = _features(model.backbone, inp, on_error)
     model.fit_features(feats, concepts, label_information=info, data_description=inp.description)
     model.save(out_dir)
@@ -279,7 +298,8 @@ def _load_model(model_dir: Path) -> Any:
 @_input_options
 @click.option("--output", type=click.Choice(["latent", "concepts", "both"]), default="latent", show_default=True)
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help=".npy (one array) or .npz (both).")
+              help=".npy (one array), or .npz / .safetensors (arrays plus image ids, file paths and concept "
+                   "names, ready for `ceir index build --embeddings`).")
 def encode_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
                image_size: str, features_path: Path | None, on_error: str, output: str, out_path: Path) -> None:
     """Encode images with a fitted model: latent, concept activations, or both."""
@@ -290,7 +310,12 @@ def encode_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, s
     arrays = {"concepts": feats[0], "latent": feats[1]}
     if output != "both":
         arrays = {output: arrays[output]}
-    _save_array(out_path, arrays)
+    labels = {"image_ids": inp.ids or [str(i) for i in range(len(feats[1]))]}
+    if inp.paths and all(inp.paths):
+        labels["paths"] = [str(Path(p).resolve()) for p in inp.paths if p]
+    if "concepts" in arrays:
+        labels["concept_names"] = list(model.concepts)
+    _save_array(out_path, arrays, labels)
     shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items())
     click.echo(f"encoded {len(feats[1])} images ({inp.description}): {shapes} -> {out_path}")
 
@@ -363,14 +388,18 @@ def cluster_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, 
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = result.as_dict()
     summary["assignments"] = [
-        {"image": inp.ids[i] if i < len(inp.ids) else i, "cluster": int(c)} for i, c in enumerate(result.labels)
+        {"image": inp.ids[i] if i < len(inp.ids) else i, "cluster": int(c),
+         **({"path": str(Path(path).resolve())} if (path := inp.paths[i] if i < len(inp.paths) else None) else {})}
+        for i, c in enumerate(result.labels)
     ]
     if inp.labels is not None:
         from ceir_sdk.metrics import clustering_scores
 
         summary["scores_vs_labels"] = clustering_scores(inp.labels, result.labels)
-    atomic_write_json(out_dir / "clusters.json", summary)
+    # The slow plot first, the JSON record last: an interrupted run leaves the previous pair.
     plot_clusters(result, out_dir / "clusters.png", images=inp.thumbnails)
+    summary["plot"] = "clusters.png"
+    atomic_write_json(out_dir / "clusters.json", summary)
     for c in range(result.k):
         click.echo(f"cluster {c:3d} ({result.sizes[c]:5d} images): {result.name(c)}")
     if inp.labels is not None:

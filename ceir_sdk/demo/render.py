@@ -41,8 +41,8 @@ def build_report(results: dict[str, Any], assets: dict[str, Any]) -> Report:
     images = assets.get("test_images")
     report = Report(
         "CEIR report: " + str(data.get("domain", "")),
-        f"{data.get('n_train', '?')} training images, {data.get('n_test', '?')} evaluation images, "
-        f"backbone {data['backbone'].get('name', '?')}",
+        (f"model fitted on {data['n_train']} training images, " if data.get("n_train") else "")
+        + f"{data.get('n_test', '?')} evaluation images, backbone {data['backbone'].get('name', '?')}",
         data=data,
     )
 
@@ -52,9 +52,14 @@ def build_report(results: dict[str, Any], assets: dict[str, Any]) -> Report:
         rows.append([METRIC_LABELS.get(space, space), m["nmi_mean"], m["nmi_std"], m["acc_mean"], m["acc_std"],
                      m["ari_mean"], m["ari_std"], int(m["seeds"])])
     summary.add(Table(["representation", "NMI", "± std", "ACC", "± std", "ARI", "± std", "seeds"], rows,
-                      "k-means with k = number of classes, fitted on the training split, scored on the "
-                      "evaluation split"))
+                      "k-means with k = number of classes on the evaluation images, scored against their "
+                      "labels (the model itself was fitted on training images only)"))
     summary.add(Figure(plots.metric_bars(evaluation["metrics"]), "NMI, ACC and ARI, mean ± std over seeds"))
+    if data.get("skipped"):
+        skipped = data["skipped"]
+        summary.add_text(f"{len(skipped)} evaluation images could not be read and were left out: "
+                         + "; ".join(f"{s['image']} ({s['problem']})" for s in skipped[:10])
+                         + (" ..." if len(skipped) > 10 else ""), note=True)
     label_info = data.get("label_information", {})
     summary.add_text(
         "Label information that entered: "

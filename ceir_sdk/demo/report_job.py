@@ -41,6 +41,7 @@ def run_report(model_dir: Path, dataset: str, out_file: Path, *, count: int = 20
 
     model = CEIRModel.load(model_dir)
     true_concepts = None
+    skipped: list[dict[str, Any]] = []
     if dataset in DOMAINS:
         world = World(dataset, image_size=32, seed=0)
         images: list[np.ndarray] = []
@@ -69,12 +70,15 @@ def run_report(model_dir: Path, dataset: str, out_file: Path, *, count: int = 20
         labels = np.array([lookup[str(label)] for label in encoded.labels], dtype=np.int64)
         features = encoded.features
         thumbnails = np.stack([_thumbnail(p) for p in encoded.paths])
+        skipped = [{"image": s.id, "path": s.path, "problem": s.problem} for s in encoded.report.skipped]
     if len(features) < len(class_names):
         raise BadInputError(f"{len(features)} images for {len(class_names)} classes: give at least one per class")
     evaluation = evaluate(model, features, labels, class_names, true_concepts=true_concepts, progress=progress)
     results: dict[str, Any] = {
         "domain": dataset,
         "n_test": len(labels),
+        "n_train": model.provenance.get("n_train"),
+        "skipped": skipped,
         "backbone": model.backbone.spec(),
         "label_information": model.label_information,
         "evaluation": evaluation.as_dict(),

@@ -36,7 +36,7 @@ from ceir_sdk.index.calibration import (
 )
 from ceir_sdk.index.encoder import Encoder, as_encoder, load_encoder
 from ceir_sdk.index.explain import name_clusters, shared_concepts, top_concepts
-from ceir_sdk.index.expression import ConceptQuery, UnknownConceptError, parse_expression
+from ceir_sdk.index.expression import ConceptQuery, UnknownConceptError, parse_expression, suggest
 from ceir_sdk.index.metadata import MetadataStore
 from ceir_sdk.index.vectors import VectorStore, choose_factory, train_sample_size
 
@@ -682,7 +682,9 @@ class ConceptIndex:
         names = [*add, *remove, *(set_values or {})]
         for name in names:
             if name not in col:
-                raise UnknownConceptError(f"unknown concept {name!r} in the edit; see `ceir index info`")
+                raise UnknownConceptError(
+                    f"unknown concept {name!r} in the edit.{suggest(name, self.concepts)} `ceir index info` lists "
+                    "the index's concepts")
         both = set(add) & set(remove)
         if both:
             raise BadInputError(f"concepts both added and removed: {sorted(both)}")

@@ -160,7 +160,8 @@ def _split_prefix(token: str, expression: str) -> tuple[Occur, float, str]:
     return occur, weight, token
 
 
-def _suggest(name: str, concepts: Sequence[str]) -> str:
+def suggest(name: str, concepts: Sequence[str]) -> str:
+    """' Did you mean ...?' for a mistyped concept name, or ''."""
     close = difflib.get_close_matches(name, list(concepts), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
@@ -206,7 +207,7 @@ def parse_expression(text: str, concepts: Sequence[str] | None = None) -> Concep
             if best is None:
                 raise UnknownConceptError(
                     f"unknown concept {name.replace('_', ' ')!r} in {text!r}."
-                    f"{_suggest(name.replace('_', ' '), list(concepts or []))}"
+                    f"{suggest(name.replace('_', ' '), list(concepts or []))}"
                     " Quote multi-word concepts and list them with `ceir index info`."
                 )
             i, name = best
@@ -214,7 +215,7 @@ def parse_expression(text: str, concepts: Sequence[str] | None = None) -> Concep
             hit = known.get(name) or known.get(name.lower())
             if hit is None:
                 raise UnknownConceptError(
-                    f"unknown concept {name!r} in {text!r}.{_suggest(name, list(concepts or []))}"
+                    f"unknown concept {name!r} in {text!r}.{suggest(name, list(concepts or []))}"
                     " List the index's concepts with `ceir index info`."
                 )
             name = hit

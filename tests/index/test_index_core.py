@@ -259,3 +259,10 @@ def test_remove_refuses_fractional_ids() -> None:
     with pytest.raises(BadInputError, match="ids must be integers"):
         idx.remove([3.7])
     assert len(idx) == 10 and idx.remove(np.array([3.0])) == 1 and 3 not in idx.ids
+
+
+def test_a_mistyped_concept_in_an_edit_gets_suggestions(collection: dict[str, Any]) -> None:
+    idx = _build(collection)
+    name = idx.concepts[0]
+    with pytest.raises(UnknownConceptError, match=rf"concept '{name[:-1]}' in the edit\. Did you mean '{name}'"):
+        idx.edit_concepts(idx.activations_of(idx.ids[:1]), add=[name[:-1]])

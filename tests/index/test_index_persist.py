@@ -187,6 +187,9 @@ def test_cli_build_search_cluster_info(tmp_path: Path) -> None:
     r = runner.invoke(cli, ["index", "info", ix, "--json"])
     info = json.loads(r.output)
     assert info["count"] == 298 and info["version"] == "v000002" and len(info["concepts"]) == 6
+    r = runner.invoke(cli, ["index", "info", ix])
+    assert r.exit_code == 0 and max(len(line) for line in r.output.splitlines()) < 400, r.output
+    assert "over 6 concepts; --json lists each" in r.output
 
 
 def test_saved_files_are_readable_by_other_accounts(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ def test_fit_encode_explain_cluster(cli: Any, tmp_path: Path) -> None:
     with np.load(tmp_path / "e.npz", allow_pickle=False) as arrays:
         assert arrays["latent"].shape == (20, 4)
         assert arrays["concepts"].shape == (20, len(cfg["concepts"]))
+        assert list(arrays["concept_names"]) == cfg["concepts"] and len(arrays["image_ids"]) == 20
 
     out = _run(cli, ["explain", str(model), "--dataset", "world10", "--split", "test", "--limit", "2",
                      "--out-dir", str(tmp_path / "x")])
@@ -142,3 +143,10 @@ def test_fit_passes_backbone_options_and_encode_reuses_them(cli: Any, tmp_path: 
     result = CliRunner().invoke(cli, ["fit", str(model), "--dataset", "world10", "--backbone", "tiny",
                                       "--backbone-option", "seed"])
     assert result.exit_code == 2 and "--backbone-option 'seed' must look like key=value" in result.output
+    again = CliRunner().invoke(cli, ["fit", str(model), "--dataset", "world10", "-n", "120", "--backbone", "tiny",
+                                     "--latent", "pca", "--latent-option", "latent_dim=3"])
+    assert again.exit_code == 2 and "pass --overwrite" in again.output
+    assert json.loads((model / "config.json").read_text())["backbone_options"] == {"seed": 7}  # untouched
+    _run(cli, ["fit", str(model), "--dataset", "world10", "-n", "120", "--backbone", "tiny", "--latent", "pca",
+               "--latent-option", "latent_dim=3", "--overwrite"])
+    assert json.loads((model / "config.json").read_text())["latent_model"]["latent_dim"] == 3

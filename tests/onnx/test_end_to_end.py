@@ -77,7 +77,9 @@ def test_cli_bundle_has_all_graphs(fitted: dict[str, Any]) -> None:
     assert set(manifest["graphs"]) == {"image", "text", "head", "latent"}
     assert set(manifest["graphs"]["image"]["variants"]) == {"fp32", "int8"}
     assert manifest["n_concepts"] == len(fitted["model"].concepts) >= len(CONCEPTS) // 2
-    assert "wrote" in fitted["cli_output"]
+    lines = fitted["cli_output"].splitlines()
+    assert lines[0].startswith("wrote") and len(lines) == 3  # a line per image-graph variant, no JSON dump
+    assert "fp32:" in lines[1] and "latent min cosine to torch 0.99" in lines[1] and "int8:" in lines[2]
 
 
 def test_runtime_matches_the_torch_model(fitted: dict[str, Any]) -> None:
@@ -378,3 +380,40 @@ def test_cli_encode_takes_several_folders_and_a_pixel_limit(fitted: dict[str, An
     assert explained.exit_code == 0, explained.output + repr(explained.exception)
     assert explained.output.count("complete within") == 2
     assert "explained the first 2 of 3 images" in explained.output and "wrote" not in explained.output
+    for suffix in (".npz", ".safetensors"):  # encode -> index build --embeddings, with the files named
+        out = tmp_path / f"both{suffix}"
+        encoded = runner.invoke(cli, ["encode", str(model_dir), str(first), str(second), "--output", "both",
+                                      "--out", str(out)])
+        assert encoded.exit_code == 0, encoded.output + repr(encoded.exception)
+        ix = tmp_path / f"ix{suffix}"
+        built = runner.invoke(cli, ["index", "build", str(ix), "--embeddings", str(out)])
+        assert built.exit_code == 0, built.output + repr(built.exception)
+        from ceir_sdk.index import ConceptIndex
+
+        idx = ConceptIndex.load(ix)
+        assert idx.concepts == list(fitted["model"].concepts) and len(idx) == 6
+        assert sorted(r["key"] for r in idx.get(idx.ids)) == sorted(
+            str(p.resolve()) for p in [*first.iterdir(), *second.iterdir()])
+
+
+def test_cli_report_on_a_folder_says_what_it_measured_and_left_out(fitted: dict[str, Any], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ceir_sdk.cli.main import build
+
+    model_dir = fitted["model"].save(tmp_path / "m")
+    photos = tmp_path / "photos"
+    for i, image in enumerate(fitted["images"][:8]):
+        (photos / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.asarray(image)).save(photos / f"class{i % 2}" / f"{i}.png")
+    (photos / "class0" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "report" / "report.html"
+    result = CliRunner().invoke(build(), ["report", str(model_dir), "--dataset", str(photos), "--out", str(out),
+                                          "--quiet"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["n_train"] == fitted["model"].provenance["n_train"] and data["n_test"] == 8
+    assert [s["image"] for s in data["skipped"]] == ["class0/broken.png"]
+    html = out.read_text()
+    assert "1 evaluation images could not be read" in html and "broken.png" in html
+    assert f"model fitted on {data['n_train']} training images" in html and "? training" not in html

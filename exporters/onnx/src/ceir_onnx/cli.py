@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -39,9 +38,18 @@ def onnx_command(
         overwrite=overwrite, check_images=check_images, progress=not quiet,
     )
     manifest = read_manifest(out, verify=False)
-    summary = {
-        name: {k: v for k, v in variant.items() if k != "file"}
-        for name, variant in manifest["graphs"]["image"]["variants"].items()
-    }
     click.echo(f"wrote {out}")
-    click.echo(json.dumps(summary, indent=2))
+    # One line per image-graph variant; the full agreement figures are in manifest.json.
+    for name, variant in manifest["graphs"]["image"]["variants"].items():
+        agreement = variant.get("agreement_to_torch") or variant.get("agreement_to_fp32") or {}
+        against = "torch" if "agreement_to_torch" in variant else "fp32"
+        latent = agreement.get("latent", {})
+        size_mb = (out / variant["file"]).stat().st_size / 1e6
+        line = f"  {name}: {size_mb:.1f} MB, for {variant.get('intended_for', '?')}"
+        if latent:
+            line += f"; latent min cosine to {against} {latent['min_cosine']:.6f}"
+        if variant.get("target_met") is False:
+            line += f" (BELOW the target {variant.get('target_min_cosine')})"
+        click.echo(line)
+    if not quiet:
+        click.echo(f"details: {out / 'manifest.json'}")
