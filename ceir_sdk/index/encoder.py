@@ -57,7 +57,14 @@ class ModelEncoder:
 
     def encode_image_files(self, paths: Sequence[str], *, on_error: str = "fail") -> Skippable:
         """Like encode_images for files, with the data layer's policy for unreadable ones."""
-        encoded = self.model.backbone.encode(list(paths), progress=True, on_error=on_error)
+        encode = getattr(self.model.backbone, "encode", None)
+        if encode is None:  # a backbone with only the required members: no skip reports
+            if on_error != "fail":
+                raise BadInputError(f"backbone {self.model.backbone.name!r} cannot skip unreadable images (it has "
+                                    "no encode(); see docs/plugins.md); remove them, or leave out --on-error skip")
+            z, lat = self.encode_images(list(paths))
+            return z, lat, list(range(len(paths))), []
+        encoded = encode(list(paths), progress=True, on_error=on_error)
         position = {path: i for i, path in enumerate(paths)}
         kept = [position[item_id] for item_id in encoded.ids]
         skipped = [(position[s.id], s.problem) for s in encoded.report.skipped]

@@ -142,3 +142,14 @@ def test_an_image_only_custom_backbone_exports(images_and_concepts: Any, tmp_pat
     assert latent.shape == (3, 4) and np.isfinite(latent).all()
     with pytest.raises(BadInputError, match="image-only"):
         runtime.encode_texts(["striped"])
+
+
+def test_skipping_unreadable_files_needs_a_backbone_with_encode(images_and_concepts: Any, tmp_path: Any) -> None:
+    from ceir_sdk.errors import BadInputError
+    from ceir_sdk.index.encoder import ModelEncoder
+
+    images, concepts = images_and_concepts
+    model = CEIRModel(TinyBackbone(), latent="pca", latent_options={"latent_dim": 4}).fit(images, concepts,
+                                                                                         progress=False)
+    with pytest.raises(BadInputError, match=r"'tiny:test' cannot skip unreadable images \(it has no encode"):
+        ModelEncoder(model).encode_image_files([str(tmp_path / "a.png")], on_error="skip")
