@@ -109,6 +109,8 @@ class PluginHost:
         self.statuses: dict[str, PluginStatus] = {}
         self._registry: dict[str, dict[str, Registration]] | None = None
         self._conflicts: dict[tuple[str, str], list[str]] = {}
+        #: Remarks on how loading went that belong to no plugin (``ceir plugins`` prints them).
+        self.notes: list[str] = []
 
     # -- loading -------------------------------------------------------------
     def load_entry_points(
@@ -117,6 +119,16 @@ class PluginHost:
         strict = strict_mode() if strict is None else strict
         allowed = set(only) if only is not None else _allowed_names()
         skipped = _names_in("CEIR_SKIP_PLUGINS") or set()
+        installed = {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        for variable, names in (("CEIR_LOAD_PLUGINS", allowed if only is None else None),
+                                ("CEIR_SKIP_PLUGINS", skipped)):
+            unknown = sorted((names or set()) - installed)
+            if unknown:
+                verb = "is" if len(unknown) == 1 else "are"
+                self.notes.append(f"{variable} names {', '.join(unknown)}, which {verb} not installed "
+                                  f"(installed: {', '.join(sorted(installed))})")
+        if skipped & installed:
+            self.notes.append(f"left out by CEIR_SKIP_PLUGINS: {', '.join(sorted(skipped & installed))}")
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if (allowed is not None and ep.name not in allowed) or ep.name in skipped:
                 continue

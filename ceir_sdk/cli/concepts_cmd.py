@@ -56,6 +56,8 @@ def generate(source: str, output: str, classes: tuple[str, ...], classes_file: s
 
     Writes the raw set; run `ceir concepts filter` on it next.
     """
+    from ceir_sdk.concepts import ConceptSet
+    from ceir_sdk.errors import PluginError
     from ceir_sdk.plugins import get_concept_source, get_host
 
     names = _class_names(classes, classes_file, world)
@@ -76,11 +78,21 @@ def generate(source: str, output: str, classes: tuple[str, ...], classes_file: s
     for option, (param, value) in llm_options.items():
         if param in given or (value is not None and accepted is not None and option in accepted):
             options[option] = value
-    if accepted is not None and "n_samples" in accepted:  # a source that asks per class needs classes
-        if not names:
+    if accepted is not None:
+        unused = [f"--{param.replace('_', '-')}" for option, (param, _) in llm_options.items()
+                  if param in given and option not in accepted]
+        if unused:
+            raise click.UsageError(f"the concept source {source!r} does not use {', '.join(unused)}; leave "
+                                   f"{'it' if len(unused) == 1 else 'them'} out")
+        if "n_samples" in accepted and not names:  # a source that asks per class needs classes
             raise click.UsageError("give class names: --class, --classes-file or --world")
     concept_source = get_concept_source(source, **options)
     result = concept_source.generate(names, progress=not quiet)
+    if not isinstance(result, ConceptSet):
+        plugin = registration.plugin if registration is not None else "?"
+        raise PluginError(f"concept source {source!r} (plugin {plugin!r}) returned a {type(result).__name__}, not a "
+                          "ConceptSet: it breaks the concept-source contract (docs/plugins.md); report it to the "
+                          "plugin's authors")
     result.save(output)
     gen = result.generation
     extra = ""

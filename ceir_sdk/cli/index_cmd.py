@@ -169,6 +169,34 @@ def _runtime(precision: str | None, providers: str | None) -> dict[str, Any]:
     return options
 
 
+def _check_same_model(model: str, ref: dict[str, Any], allowed: bool) -> None:
+    """An index's latents are only comparable when every item was embedded by the same model."""
+    from ceir_sdk.index.encoder import model_fingerprint
+
+    fingerprint = ref.get("fingerprint")
+    if allowed or not fingerprint:
+        return
+    if model_fingerprint(model) != fingerprint:
+        raise BadInputError(
+            f"{model} is not the model this index was built with ({ref.get('path')}); its latents would not be "
+            "comparable with the index's. Leave out --model to use the index's own model, build a new index, or "
+            "pass --other-model if the two are known to be equivalent")
+
+
+def _first_of_each_key(records: list[dict[str, Any]]) -> list[int]:
+    """Positions of the first record with each key; the repeats are reported and left out."""
+    seen: dict[Any, int] = {}
+    for i, record in enumerate(records):
+        seen.setdefault(record.get("key"), i)
+    first = sorted(seen.values()) if None not in seen else list(range(len(records)))
+    if len(first) < len(records):
+        kept = set(first)
+        repeats = [str(records[i]["path"]) for i in range(len(records)) if i not in kept]
+        click.echo(f"{len(repeats)} inputs are the same file as an earlier one (a symlink or a path given twice) "
+                   f"and were left out: {', '.join(repeats[:3])}{' ...' if len(repeats) > 3 else ''}", err=True)
+    return first
+
+
 def _encode_images(model: str, paths: list[str], runtime: dict[str, Any],
                    on_error: str) -> tuple[Any, Any, list[str], list[int]]:
     """Latents, activations, concept names and the input position of each row (skips left out)."""
@@ -179,9 +207,12 @@ def _encode_images(model: str, paths: list[str], runtime: dict[str, Any],
     if encode_files is None:
         acts, lat = enc.encode_images(paths)
         return lat, acts, list(enc.concepts), list(range(len(paths)))
-    acts, lat, kept, skipped = encode_files(paths, on_error=on_error)
+    from ceir_sdk.cli.logs import reported_here
+
+    with reported_here("ceir_sdk.data", "ceir_onnx.runtime"):  # skips are reported just below
+        acts, lat, kept, skipped = encode_files(paths, on_error=on_error)
     if skipped:
-        shown = "; ".join(f"{paths[i]}: {why}" for i, why in skipped[:5])
+        shown = "; ".join(why if why.startswith(paths[i]) else f"{paths[i]}: {why}" for i, why in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         click.echo(f"skipped {len(skipped)} of {len(paths)} images that could not be read ({shown}{more})", err=True)
     return lat, acts, list(enc.concepts), kept
@@ -197,6 +228,10 @@ def _gather(embeddings: str | None, model: str | None, images: Sequence[str], me
         records = _read_metadata(metadata, len(lat))
         if paths is not None and len(paths) == len(lat):  # from `ceir encode`: hits name their files
             records = [{"key": p, "path": p, **m} for p, m in zip(paths, records or [{} for _ in paths])]
+            first = _first_of_each_key(records)
+            if len(first) < len(records):
+                lat, acts = lat[first], None if acts is None else acts[first]
+                ids, records = None if ids is None else ids[first], [records[i] for i in first]
         return lat, acts, names, ids, records
     if model is None:
         raise BadInputError("images need a model to embed them: --model MODEL_DIR (or an ONNX bundle)")
@@ -206,13 +241,16 @@ def _gather(embeddings: str | None, model: str | None, images: Sequence[str], me
     # not add its images twice, and it names the file wherever the index is searched from.
     records = [{"key": str(Path(p).resolve()), "path": p, **({"label": lab} if lab is not None else {}), **m}
                for p, lab, m in zip(paths, labels, given)]
+    first = _first_of_each_key(records)  # a symlink, or a file named twice, is one item
+    paths, records = [paths[i] for i in first], [records[i] for i in first]
     if skip_keys is not None:
         present = skip_keys([str(r["key"]) for r in records])
         if present:
-            click.echo(f"{len(present)} of {len(paths)} images are in the index already; adding the others", err=True)
             keep = [i for i, r in enumerate(records) if r["key"] not in present]
+            click.echo(f"{len(present)} of {len(paths)} images are in the index already"
+                       + ("; adding the others" if keep else ""), err=True)
             if not keep:
-                raise BadInputError("every image given is in the index already; nothing to add")
+                return None, None, [], None, []
             paths, records = [paths[i] for i in keep], [records[i] for i in keep]
     lat, acts, names, kept = _encode_images(model, paths, runtime, on_error)
     return lat, acts, names, None, [records[i] for i in kept]
@@ -299,21 +337,36 @@ def register(cli: click.Group) -> None:
     @click.option("--model", type=click.Path(exists=True, file_okay=False),
                   help="Model to embed IMAGES (default: the one the index was built with).")
     @click.option("--metadata", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--other-model", is_flag=True,
+                  help="Allow --model to differ from the model the index was built with (its latents then mix "
+                       "two spaces: only for a model known to be equivalent).")
     @_runtime_options
     @_on_error_option
     def add(index_dir: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
-            metadata: str | None, precision: str | None, providers: str | None, on_error: str) -> None:
+            metadata: str | None, other_model: bool, precision: str | None, providers: str | None,
+            on_error: str) -> None:
         """Add items to an index and save a new version (images it holds already are left out)."""
         import numpy as np
 
         from ceir_sdk.index import ConceptIndex
 
         idx = ConceptIndex.load(index_dir)
-        if images and model is None and idx.encoder_ref:
-            model = str(idx.encoder_path())
-            precision = precision or idx.encoder_ref.get("precision")
+        ref = idx.encoder_ref or {}
+        if images and ref:
+            if model is None:
+                model = str(idx.encoder_path())
+            else:
+                _check_same_model(model, ref, other_model)
+            if not other_model:
+                precision = precision or ref.get("precision")
+        if images and ref.get("precision") and precision and precision != ref["precision"]:
+            click.echo(f"warning: the index was built with --precision {ref['precision']}; adding with "
+                       f"{precision} mixes latents of two graphs", err=True)
         lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata, _runtime(precision, providers),
                                               on_error, skip_keys=idx.keys_present)
+        if lat is None:
+            click.echo(f"Added 0 items; the index holds {len(idx)}")
+            return
         if acts is not None and names != idx.concepts:
             raise BadInputError("the new items' concepts differ from the index's; embed them with the same model")
 

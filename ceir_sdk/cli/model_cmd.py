@@ -91,7 +91,10 @@ def _features(model_or_backbone: Any, inp: _Inputs, on_error: str, progress: boo
     if callable(encode) and not isinstance(inp.images, np.ndarray):
         max_pixels = click.get_current_context().meta.get("max_pixels")
         options = {} if max_pixels is None else {"max_pixels": max_pixels}
-        enc = encode(inp.images, progress=progress, on_error=on_error, **options)
+        from ceir_sdk.cli.logs import reported_here
+
+        with reported_here("ceir_sdk.data"):  # the skip summary is echoed below
+            enc = encode(inp.images, progress=progress, on_error=on_error, **options)
         inp.ids = list(enc.ids)
         inp.paths = list(enc.paths)
         if enc.report is not None and getattr(enc.report, "skipped", None):
@@ -290,11 +293,22 @@ def _load_model(model_dir: Path) -> Any:
             f"this command needs {exc.name} (the torch model); install it with pip install 'ceir-sdk[train]' "
             "or serve an exported bundle with ceir_onnx.runtime.Runtime"
         ) from exc
-    return CEIRModel.load(model_dir)
+    options = _parse_options(click.get_current_context().meta.get("backbone_options", ()), "--backbone-option")
+    return CEIRModel.load(model_dir, backbone_options=options)
+
+
+def _load_options(func: Any) -> Any:
+    """--backbone-option for commands that load a saved model (a device, or a seed the model lacks)."""
+    return click.option(
+        "--backbone-option", "backbone_options", multiple=True, expose_value=False,
+        callback=lambda ctx, _param, value: ctx.meta.__setitem__("backbone_options", value),
+        help="key=value for the model's backbone, e.g. device=cuda; adds to the options saved with the model.",
+    )(func)
 
 
 @click.command("encode")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_load_options
 @_input_options
 @click.option("--output", type=click.Choice(["latent", "concepts", "both"]), default="latent", show_default=True)
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -322,6 +336,7 @@ def encode_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, s
 
 @click.command("explain")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_load_options
 @_input_options
 @click.option("--limit", default=8, show_default=True, help="Explain at most this many images.")
 @click.option("--top", default=10, show_default=True, help="Concepts shown per image.")
@@ -356,10 +371,11 @@ def explain_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, 
             png = plot_explanation(e, out_dir / f"explain_{i:03d}.png", image=image, k=top, title=f"image {ident}")
             record["png"] = png.name
         records.append(record)
-        shown = ", ".join(f"{c} {v:+.2f}" for c, v in e.labelled(5))
+        shown = ", ".join(f"{c} {v:+.2f}" for c, v in e.labelled(top))
         click.echo(f"[{ident}] {shown}  (complete within {100 * e.completeness_error:.2f}%)")
     if total > limit:
-        click.echo(f"explained the first {limit} of {total} images; --limit N explains more")
+        click.echo(f"explained {len(records)} of {total} images (of the first {limit}, --limit); --limit N "
+                   "explains more")
     if out_dir is not None:
         atomic_write_json(out_dir / "explanations.json", records)
         click.echo(f"wrote {len(records)} explanations (PNG + explanations.json) to {out_dir}")
@@ -367,6 +383,7 @@ def explain_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, 
 
 @click.command("cluster")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_load_options
 @_input_options
 @click.option("-k", "--clusters", "k", required=True, type=int, help="Number of clusters.")
 @click.option("--restarts", type=int, default=None,

@@ -19,6 +19,8 @@ def plugins(as_json: bool) -> None:
     for kind in KIND_HOOKS:
         for reg in host.registrations(kind).values():
             registered.setdefault(reg.plugin, {}).setdefault(kind, []).append(reg.name)
+    for note in host.notes:
+        click.echo(f"note: {note}", err=True)
     if as_json:
         rows = []
         for status in statuses:

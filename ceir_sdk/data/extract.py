@@ -21,7 +21,7 @@ import numpy as np
 
 from ceir_sdk.data.dataset import ImageDataset, ImageRef, try_load
 from ceir_sdk.data.feature_cache import FeatureCache
-from ceir_sdk.data.images import ImageLoadError
+from ceir_sdk.data.images import ImageLoadError, check_pixel_limit
 from ceir_sdk.data.report import LoadReport
 from ceir_sdk.errors import BadInputError
 
@@ -97,6 +97,13 @@ def extract_features(
                 found = cache.get_many([k for k in keys if k is not None])
             for i, key in enumerate(keys):
                 if key is not None and key in found:
+                    path = chunk[i].path
+                    try:
+                        if path is not None:
+                            check_pixel_limit(path, options)
+                    except ImageLoadError as exc:
+                        results[i] = exc
+                        continue
                     results[i], cached[i] = found[key], True
         for i, ref in enumerate(chunk):
             if cached[i] or isinstance(results[i], ImageLoadError):

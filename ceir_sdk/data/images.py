@@ -62,6 +62,24 @@ def _check_size(source: str, size: tuple[int, int], options: LoadOptions) -> Non
         )
 
 
+def check_pixel_limit(path: str | os.PathLike[str], options: LoadOptions) -> None:
+    """The size limit alone, from the file's header (no decoding): for images whose features
+    come from the cache, so that a limit applies whether or not the image was seen before."""
+    if Image.MAX_IMAGE_PIXELS is not None and options.max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = options.max_pixels
+    try:
+        with Image.open(path) as img:
+            size = img.size
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(
+            str(path), f"image exceeds PIL's decompression-bomb limit ({exc})",
+            "if the image is genuine, raise the limit with max_pixels=... (on the command line, --max-pixels N)",
+        ) from None
+    except (OSError, SyntaxError, ValueError):
+        return  # decodable when its features were cached; the full decode path reports anything else
+    _check_size(str(path), size, options)
+
+
 def load_image_file(path: str | os.PathLike[str], options: LoadOptions | None = None) -> tuple[Image.Image, str]:
     """Decode a file into RGB; returns the image and a note on any conversion ("" if none)."""
     options = options or LoadOptions()

@@ -550,8 +550,9 @@ class ConceptIndex:
     def _encoder_or_fail(self, encoder: Any, what: str) -> Encoder:
         enc = as_encoder(encoder) if encoder is not None else self.encoder
         if enc is None:
-            raise BadInputError(f"{what} needs an encoder: pass encoder= (a CEIRModel, an ONNX Runtime, or an "
-                                "Encoder) or build the index with one (`ceir index build --model DIR`)")
+            raise BadInputError(f"{what} needs the model: this index records none. On the command line pass "
+                                "--model MODEL_DIR_OR_BUNDLE; in Python, encoder= (a CEIRModel, an ONNX Runtime or an "
+                                "Encoder); or build the index with `ceir index build --model`")
         if self.concepts and list(enc.concepts) != self.concepts:
             raise BadInputError("the encoder's concepts differ from the index's; use the model that built the index")
         return enc

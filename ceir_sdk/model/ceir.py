@@ -129,6 +129,8 @@ class CEIRModel:
         # The spec of the backbone a loaded model was fitted with: the backbone resolved now
         # must match it, or its features would silently mean something else.
         self._fitted_backbone_spec: dict[str, Any] | None = None
+        # Which installed distribution provided each component, as saved: named when it is missing.
+        self._plugin_origins: dict[str, Any] = {}
         self.latent_name = latent
         self.latent_options = dict(latent_options or {})
         if isinstance(bottleneck, dict):
@@ -176,8 +178,8 @@ class CEIRModel:
                     raise
                 raise BadInputError(
                     f"this model was fitted with the backbone {name!r}, which no installed plugin provides "
-                    f"({exc.args[0] if exc.args else exc}); install the plugin that registers it, or pass "
-                    "precomputed features (--features) instead of images") from None
+                    f"({exc.args[0] if exc.args else exc}); {_install_hint(self._plugin_origins.get('backbone'))}, "
+                    "or pass precomputed features (--features) instead of images") from None
             if self._fitted_backbone_spec is not None:
                 _check_same_backbone(self._fitted_backbone_spec, backbone.spec(), self.backbone_options)
             self._backbone = backbone
@@ -515,7 +517,11 @@ class CEIRModel:
             "format_version": FORMAT_VERSION,
             "ceir_sdk_version": __version__,
             "backbone": backbone_spec,
-            "backbone_options": _json_options(self.backbone_options),
+            "plugins": {kind: origin for kind, name in (("backbone", (backbone_spec or {}).get("name")),
+                                                         ("latent_model", self.latent_name))
+                        if (origin := _plugin_origin(kind, name)) is not None},
+            "backbone_options": _json_options({k: v for k, v in self.backbone_options.items()
+                                               if k not in MACHINE_BACKBONE_OPTIONS}),
             "feature_dim": self.feature_dim,
             "concepts": self.concepts,
             "bottleneck": asdict(self.bottleneck.config),
@@ -574,6 +580,7 @@ class CEIRModel:
         if backbone is None:
             model._backbone_spec = cfg.get("backbone")
             model._fitted_backbone_spec = model._backbone_spec
+        model._plugin_origins = dict(cfg.get("plugins") or {})
         try:
             bott = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bottleneck.")}
             model.bottleneck.load_tensors(bott, concepts)
@@ -589,7 +596,8 @@ class CEIRModel:
             except UnknownNameError as exc:
                 raise BadInputError(
                     f"{what} needs the latent model {latent_cfg['name']!r}, which no installed plugin provides "
-                    f"({exc.args[0] if exc.args else exc}); install the plugin that registers it "
+                    f"({exc.args[0] if exc.args else exc}); "
+                    f"{_install_hint((cfg.get('plugins') or {}).get('latent_model'))} "
                     "(`ceir plugins` lists what is installed)") from None
             latent.load_state(
                 latent_cfg["config"],
@@ -610,6 +618,29 @@ class CEIRModel:
         model.label_information = dict(cfg.get("label_information", {}))
         model.provenance = dict(cfg.get("provenance", {}))
         return model
+
+
+def _plugin_origin(kind: str, name: Any) -> dict[str, Any] | None:
+    """The plugin and distribution that registered a component name, for the saved config."""
+    if not isinstance(name, str) or not name:
+        return None
+    from ceir_sdk.plugins import get_host
+
+    host = get_host()
+    registration = host.registrations(kind).get(name.partition(":")[0])
+    if registration is None:
+        return None
+    status = host.statuses.get(registration.plugin)
+    return {"plugin": registration.plugin, "distribution": status.distribution if status else None,
+            "version": status.version if status else None}
+
+
+def _install_hint(origin: Any) -> str:
+    if isinstance(origin, dict) and origin.get("distribution"):
+        version = f"=={origin['version']}" if origin.get("version") else ""
+        return (f"it came from the plugin {origin.get('plugin')!r}: install it with "
+                f"`pip install {origin['distribution']}{version}`")
+    return "install the plugin that registers it"
 
 
 def _check_latent_model(name: str, latent: Any, sample: np.ndarray) -> None:
@@ -641,6 +672,11 @@ def _check_latent_model(name: str, latent: Any, sample: np.ndarray) -> None:
                           "images and text queries would land in different spaces")
 
 
+#: Backbone options about the machine a model runs on, not the model: not saved with it, so a
+#: model fitted with device="cuda" loads on a CPU machine (pass them again when loading).
+MACHINE_BACKBONE_OPTIONS = frozenset({"device", "precision", "batch_size", "num_workers", "cache", "on_error",
+                                      "max_pixels", "progress"})
+
 # Spec keys that name the software around a backbone, not the backbone: they may differ
 # between the machine that fitted a model and the one that loads it.
 _ENVIRONMENT_KEY_SUFFIXES = ("_version", "device")
@@ -655,7 +691,8 @@ def _check_same_backbone(fitted: dict[str, Any], now: dict[str, Any], options: d
         raise IncompatibleFileError(
             f"backbone {fitted.get('name')!r} resolved with options {options!r} is not the one this model was "
             f"fitted with ({shown}); its features would not match the model's weights. Pass backbone_options "
-            "(e.g. the seed) to CEIRModel.load, or backbone= to use a backbone object deliberately")
+            "(e.g. the seed) to CEIRModel.load (CLI: --backbone-option seed=N), or backbone= to use a backbone "
+            "object deliberately")
 
 
 def _json_options(options: dict[str, Any]) -> dict[str, Any]:

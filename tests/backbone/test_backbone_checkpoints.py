@@ -106,3 +106,16 @@ def test_moved_checkpoint_keeps_its_cache(tiny_model_name: str, tmp_path: Path) 
     first.rename(moved)
     again = get_backbone(f"open-clip:{tiny_model_name}@{moved}", cache=tmp_path / "c")
     assert again.encode(images, progress=False).n_cached == 3
+
+
+def test_declared_backbone_options_are_the_backbones_own(first_party_host: Any) -> None:
+    import inspect
+
+    from ceir_open_clip.backbone import OpenClipBackbone
+    from ceir_open_clip.plugin import BACKBONE_OPTIONS
+
+    from ceir_sdk.errors import BadInputError
+
+    assert set(BACKBONE_OPTIONS) == set(inspect.signature(OpenClipBackbone).parameters) - {"spec"}
+    with pytest.raises(BadInputError, match=r"'open-clip' \(plugin 'open-clip'\) does not take the option\(s\) sed"):
+        first_party_host.resolve("backbone", "open-clip:RN50", sed=3)

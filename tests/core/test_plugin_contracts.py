@@ -133,7 +133,7 @@ def test_concepts_generate_sends_llm_settings_only_to_sources_that_take_them(tmp
     assert "1 concepts from test-echo for 1 classes" in ok.stdout
     refused = subprocess.run([*run, str(tmp_path / "b.json"), "--samples", "3"], capture_output=True, text=True,
                              env=env, timeout=120)
-    assert refused.returncode == 1 and "does not take the option(s) n_samples" in refused.stderr
+    assert refused.returncode == 2 and "'test-echo' does not use --samples" in refused.stderr
     assert not (tmp_path / "b.json").exists()
 
 
@@ -144,3 +144,41 @@ def test_cli_names_the_plugin_an_unexpected_error_came_from() -> None:
     assert result.returncode == 1
     assert "RuntimeError: the plugin's own bug" in result.stderr  # the traceback stays for its authors
     assert "raised inside plugin 'test-plugin' (ceir-test-plugin 0.0.1) at __init__.py:" in result.stderr
+
+
+class _ListSource:
+    name = "lists"
+
+    def __init__(self, spec: str | None = None) -> None:
+        pass
+
+    def generate(self, class_names: Any, *, domain: str | None = None, progress: bool = True) -> Any:
+        return list(class_names)  # should be a ConceptSet
+
+
+class _ListPlugin:
+    @hookimpl
+    def register_concept_sources(self, register: Any) -> None:
+        register("lists", _ListSource)
+
+
+def test_a_concept_source_returning_the_wrong_type_is_named(plugin_host: PluginHost, tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from ceir_sdk.cli.main import build
+
+    plugin_host.register(_ListPlugin(), name="list-plugin")
+    result = CliRunner().invoke(build(), ["concepts", "generate", "lists", "--class", "cat", "-o",
+                                          str(tmp_path / "c.json")])
+    assert isinstance(result.exception, PluginError)
+    assert "concept source 'lists' (plugin 'list-plugin') returned a list, not a ConceptSet" in str(result.exception)
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_plugin_lists_in_the_environment_are_checked(plugin_host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CEIR_LOAD_PLUGINS", raising=False)
+    monkeypatch.setenv("CEIR_SKIP_PLUGINS", "test-plugin,tset-plugin")
+    plugin_host.load_entry_points()
+    notes = " | ".join(plugin_host.notes)
+    assert "CEIR_SKIP_PLUGINS names tset-plugin, which is not installed" in notes
+    assert "left out by CEIR_SKIP_PLUGINS: test-plugin" in notes

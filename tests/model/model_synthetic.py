@@ -39,8 +39,9 @@ class TinyBackbone:
     name = "tiny:test"
     embed_dim = 16
 
-    def __init__(self, seed: int = 123) -> None:
+    def __init__(self, seed: int = 123, device: str = "cpu") -> None:
         self.seed = seed
+        self.device = device  # accepted, as a real backbone's; this one runs on the CPU
         gen = torch.Generator().manual_seed(seed)
         self.image = nn.Sequential(
             nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(8 * 8 * 3, self.embed_dim)

@@ -56,11 +56,17 @@ def test_a_backbone_that_resolves_differently_is_refused(tiny_host: Any, tmp_pat
     np.testing.assert_allclose(fixed.encode(images), model.encode(images), rtol=1e-5, atol=1e-6)
 
 
-def test_missing_plugins_are_named_with_the_way_out(tiny_host: Any, tmp_path: Path) -> None:
+def test_missing_plugins_are_named_with_the_way_out(tiny_host: Any, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CEIR_STRICT_PLUGINS", raising=False)
+    installed = ceir_plugins.PluginHost()
+    installed.load_entry_points(only=["vae"])  # through its entry point: the distribution is known
+    installed.register(_TinyPlugin(), name="tiny")
+    ceir_plugins.reset_host(installed)
     model, images = _fit(CEIRModel("tiny:test", latent="pca", latent_options={"latent_dim": 4}))
     model.save(tmp_path / "m")
     ceir_plugins.reset_host(ceir_plugins.PluginHost())  # neither the backbone nor the latent plugin
-    with pytest.raises(BadInputError, match=r"latent model 'pca'.*install the plugin"):
+    with pytest.raises(BadInputError, match=r"'pca'.*plugin 'vae': install it with `pip install ceir-vae=="):
         CEIRModel.load(tmp_path / "m")
     ceir_plugins.reset_host(tiny_host)
     loaded = CEIRModel.load(tmp_path / "m")

@@ -135,11 +135,16 @@ def test_fit_refuses_a_json_concept_file_it_cannot_read(cli: Any, tmp_path: Path
 def test_fit_passes_backbone_options_and_encode_reuses_them(cli: Any, tmp_path: Path) -> None:
     model = tmp_path / "model"
     _run(cli, ["fit", str(model), "--dataset", "world10", "-n", "120", "--backbone", "tiny", "--backbone-option",
-               "seed=7", "--latent", "pca", "--latent-option", "latent_dim=4"])
+               "seed=7", "--backbone-option", "device=cpu", "--latent", "pca", "--latent-option", "latent_dim=4"])
     cfg = json.loads((model / "config.json").read_text())
+    # The seed makes the weights and is kept; the device belongs to the machine, not the model.
     assert cfg["backbone_options"] == {"seed": 7} and cfg["backbone"]["seed"] == 7
     _run(cli, ["encode", str(model), "--dataset", "world10", "--split", "test", "-n", "5", "--out",
-               str(tmp_path / "e.npz")])
+               str(tmp_path / "e.npz"), "--backbone-option", "device=cpu"])
+    other = CliRunner().invoke(cli, ["encode", str(model), "--dataset", "world10", "--split", "test", "-n", "5",
+                                     "--out", str(tmp_path / "f.npz"), "--backbone-option", "seed=8"])
+    assert other.exit_code != 0 and "seed: fitted with 7, now 8" in str(other.exception)
+    assert "--backbone-option seed=N" in str(other.exception)
     result = CliRunner().invoke(cli, ["fit", str(model), "--dataset", "world10", "--backbone", "tiny",
                                       "--backbone-option", "seed"])
     assert result.exit_code == 2 and "--backbone-option 'seed' must look like key=value" in result.output

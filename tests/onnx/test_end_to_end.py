@@ -320,6 +320,10 @@ def test_cli_index_build_and_add_on_a_real_folder(fitted: dict[str, Any], tmp_pa
 
     refused = runner.invoke(cli, ["index", "build", ix, str(photos), "--model", model, *precision])
     assert refused.exit_code != 0 and "broken.png" in str(refused.exception)
+    twice = runner.invoke(cli, ["index", "build", str(tmp_path / "twice"), str(photos), str(photos / "plane" / "0.png"),
+                                "--model", model, *precision, "--on-error", "skip"])
+    assert twice.exit_code == 0, twice.output + repr(twice.exception)
+    assert "1 inputs are the same file as an earlier one" in twice.output and "Built 6 items" in twice.output
     built = runner.invoke(cli, ["index", "build", ix, str(photos), "--model", model, *precision, "--on-error", "skip"])
     assert built.exit_code == 0, built.output + repr(built.exception)
     assert "skipped 1 of 7 images" in built.output and "broken.png" in built.output
@@ -333,7 +337,14 @@ def test_cli_index_build_and_add_on_a_real_folder(fitted: dict[str, Any], tmp_pa
     assert retried.exit_code != 0 and "broken.png" in str(retried.exception)  # the one left out, still broken
     (photos / "zebra" / "broken.png").unlink()
     again = runner.invoke(cli, ["index", "add", ix, str(photos)])
-    assert again.exit_code != 0 and "in the index already" in str(again.exception)
+    assert again.exit_code == 0 and "6 of 6 images are in the index already" in again.output
+    assert "Added 0 items; the index holds 6" in again.output
+    (photos / "zebra" / "link.png").symlink_to(photos / "zebra" / "1.png")  # the same file twice
+    other = fitted["model"].save(tmp_path / "other")  # the torch model is not the int8 bundle
+    refused = runner.invoke(cli, ["index", "add", ix, str(photos), "--model", str(other)])
+    if model_kind == "bundle":
+        assert refused.exit_code != 0 and "not the model this index was built with" in str(refused.exception)
+    (photos / "zebra" / "link.png").unlink()
     Image.fromarray(np.asarray(fitted["images"][6])).save(photos / "plane" / "new.png")
     added = runner.invoke(cli, ["index", "add", ix, str(photos)])
     assert added.exit_code == 0, added.output + repr(added.exception)
@@ -366,7 +377,11 @@ def test_cli_encode_takes_several_folders_and_a_pixel_limit(fitted: dict[str, An
     both = runner.invoke(cli, ["encode", str(model_dir), str(first), str(second), "--out", str(tmp_path / "e.npy")])
     assert both.exit_code == 0, both.output + repr(both.exception)
     assert np.load(tmp_path / "e.npy").shape[0] == 6
-    # Fresh files: features cached from an earlier run are reused without decoding the file again.
+    # The limit holds for features from the cache too (the first run above cached these files).
+    cached = runner.invoke(cli, ["encode", str(model_dir), str(second), "--max-pixels", "100", "--on-error", "skip",
+                                 "--out", str(tmp_path / "cached.npy")])
+    assert cached.exit_code == 0, cached.output + repr(cached.exception)
+    assert np.load(tmp_path / "cached.npy").shape[0] == 1 and "over the limit of 100" in cached.output
     third = tmp_path / "c"
     third.mkdir()
     noise = np.random.default_rng(1234).integers(0, 256, (32, 32, 3), dtype=np.uint8)  # in no other test
@@ -376,10 +391,11 @@ def test_cli_encode_takes_several_folders_and_a_pixel_limit(fitted: dict[str, An
                                   "--out", str(tmp_path / "small.npy")])
     assert limited.exit_code == 0, limited.output + repr(limited.exception)
     assert np.load(tmp_path / "small.npy").shape[0] == 1 and "over the limit of 100" in limited.output
-    explained = runner.invoke(cli, ["explain", str(model_dir), str(first), "--limit", "2"])
+    explained = runner.invoke(cli, ["explain", str(model_dir), str(first), "--limit", "2", "--top", "3"])
     assert explained.exit_code == 0, explained.output + repr(explained.exception)
-    assert explained.output.count("complete within") == 2
-    assert "explained the first 2 of 3 images" in explained.output and "wrote" not in explained.output
+    rows = [line for line in explained.output.splitlines() if "complete within" in line]
+    assert len(rows) == 2 and all(line.split("]", 1)[1].count(",") == 2 for line in rows)  # --top 3: 3 concepts
+    assert "explained 2 of 3 images" in explained.output and "wrote" not in explained.output
     for suffix in (".npz", ".safetensors"):  # encode -> index build --embeddings, with the files named
         out = tmp_path / f"both{suffix}"
         encoded = runner.invoke(cli, ["encode", str(model_dir), str(first), str(second), "--output", "both",

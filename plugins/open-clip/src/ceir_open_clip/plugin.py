@@ -6,6 +6,11 @@ from typing import Any
 
 from ceir_sdk import hookimpl
 
+# OpenClipBackbone's keyword options, listed here so that a mistyped one is refused with this
+# list without importing torch; a test keeps the two equal.
+BACKBONE_OPTIONS = ("device", "precision", "seed", "batch_size", "num_workers", "cache", "on_error", "max_pixels",
+                    "background")
+
 
 def make_backbone(spec: str | None, **options: Any) -> Any:
     """``open-clip:SPEC`` -> :class:`ceir_open_clip.backbone.OpenClipBackbone`."""
@@ -20,4 +25,5 @@ def register_backbones(register: Any) -> None:
         "open-clip",
         make_backbone,
         description="any open_clip model: MODEL/TAG, MODEL@checkpoint, hf-hub:org/repo, MODEL (random), ceir-world",
+        options=BACKBONE_OPTIONS,
     )
