@@ -155,6 +155,9 @@ def _runtime_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _on_error_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--max-pixels", type=click.IntRange(min=1), default=None, expose_value=False,
+                      callback=lambda ctx, _param, value: ctx.meta.__setitem__("max_pixels", value),
+                      help="Refuse images larger than this many pixels (decompression-bomb guard; default ~89M).")(fn)
     return click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                         help="Unreadable images: stop, or skip them and say which.")(fn)
 
@@ -209,8 +212,9 @@ def _encode_images(model: str, paths: list[str], runtime: dict[str, Any],
         return lat, acts, list(enc.concepts), list(range(len(paths)))
     from ceir_sdk.cli.logs import reported_here
 
+    max_pixels = click.get_current_context().meta.get("max_pixels")
     with reported_here("ceir_sdk.data", "ceir_onnx.runtime"):  # skips are reported just below
-        acts, lat, kept, skipped = encode_files(paths, on_error=on_error)
+        acts, lat, kept, skipped = encode_files(paths, on_error=on_error, max_pixels=max_pixels)
     if skipped:
         shown = "; ".join(why if why.startswith(paths[i]) else f"{paths[i]}: {why}" for i, why in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""

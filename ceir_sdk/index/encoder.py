@@ -55,7 +55,8 @@ class ModelEncoder:
         z, lat = self.model.encode(images, output="both", progress=False)
         return np.asarray(z, np.float32), np.asarray(lat, np.float32)
 
-    def encode_image_files(self, paths: Sequence[str], *, on_error: str = "fail") -> Skippable:
+    def encode_image_files(self, paths: Sequence[str], *, on_error: str = "fail",
+                           max_pixels: int | None = None) -> Skippable:
         """Like encode_images for files, with the data layer's policy for unreadable ones."""
         encode = getattr(self.model.backbone, "encode", None)
         if encode is None:  # a backbone with only the required members: no skip reports
@@ -64,7 +65,8 @@ class ModelEncoder:
                                     "no encode(); see docs/plugins.md); remove them, or leave out --on-error skip")
             z, lat = self.encode_images(list(paths))
             return z, lat, list(range(len(paths))), []
-        encoded = encode(list(paths), progress=True, on_error=on_error)
+        limit = {} if max_pixels is None else {"max_pixels": max_pixels}
+        encoded = encode(list(paths), progress=True, on_error=on_error, **limit)
         position = {path: i for i, path in enumerate(paths)}
         kept = [position[item_id] for item_id in encoded.ids]
         skipped = [(position[s.id], s.problem) for s in encoded.report.skipped]
@@ -95,9 +97,10 @@ class RuntimeEncoder:
         z, lat = self.runtime.embed(images, output="both")
         return np.asarray(z, np.float32), np.asarray(lat, np.float32)
 
-    def encode_image_files(self, paths: Sequence[str], *, on_error: str = "fail") -> Skippable:
+    def encode_image_files(self, paths: Sequence[str], *, on_error: str = "fail",
+                           max_pixels: int | None = None) -> Skippable:
         """Like encode_images for files, with the data layer's policy for unreadable ones."""
-        emb = self.runtime.embed_all(list(paths), progress=True, on_error=on_error)
+        emb = self.runtime.embed_all(list(paths), progress=True, on_error=on_error, max_pixels=max_pixels)
         kept = list(emb.kept) if emb.kept else list(range(len(emb.latent)))
         return (np.asarray(emb.concepts, np.float32), np.asarray(emb.latent, np.float32), kept,
                 list(emb.skipped))

@@ -320,6 +320,9 @@ def test_cli_index_build_and_add_on_a_real_folder(fitted: dict[str, Any], tmp_pa
 
     refused = runner.invoke(cli, ["index", "build", ix, str(photos), "--model", model, *precision])
     assert refused.exit_code != 0 and "broken.png" in str(refused.exception)
+    limited = runner.invoke(cli, ["index", "build", str(tmp_path / "limited"), str(photos), "--model", model,
+                                  *precision, "--on-error", "skip", "--max-pixels", "100"])
+    assert limited.exit_code != 0 and "over the limit of 100" in str(limited.exception)
     twice = runner.invoke(cli, ["index", "build", str(tmp_path / "twice"), str(photos), str(photos / "plane" / "0.png"),
                                 "--model", model, *precision, "--on-error", "skip"])
     assert twice.exit_code == 0, twice.output + repr(twice.exception)

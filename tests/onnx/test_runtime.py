@@ -365,3 +365,19 @@ def test_every_file_of_a_real_bundle_follows_the_umask(bundle: Path) -> None:
     modes = {p.relative_to(bundle).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in bundle.rglob("*") if p.is_file()}
     assert "concepts.safetensors" in modes
     assert {name: mode for name, mode in modes.items() if mode != expected} == {}
+
+
+def test_runtime_pixel_limit_per_runtime_and_per_call(bundle: Path, tmp_path: Path) -> None:
+    from ceir_onnx.runtime import Runtime
+    from PIL import Image
+
+    from ceir_sdk.errors import BadInputError
+
+    path = tmp_path / "40x40.png"
+    Image.new("RGB", (40, 40), (30, 120, 200)).save(path)
+    strict = Runtime(bundle, providers="cpu", max_pixels=1000)
+    with pytest.raises(BadInputError, match="over the limit of 1,000"):
+        strict.embed([path])
+    assert strict.embed_all([path], max_pixels=2000).latent.shape[0] == 1  # raised for this call only
+    with pytest.raises(BadInputError, match="over the limit of 1,000"):
+        Runtime(bundle, providers="cpu").embed_all([path], max_pixels=1000)

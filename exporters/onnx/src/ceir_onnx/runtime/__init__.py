@@ -38,6 +38,7 @@ from ceir_onnx.runtime.tokenizer import ClipTokenizer
 from ceir_onnx.variants import cpu_safe_level
 from ceir_sdk.concepts.generality import presence_mask, presence_requirements
 from ceir_sdk.concepts.text_scale import standardise_text_activations, text_statistics
+from ceir_sdk.data.images import LoadOptions
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 
 _log = logging.getLogger("ceir_onnx.runtime")
@@ -85,6 +86,7 @@ class Runtime:
         verify: bool = True,
         on_error: str = "fail",
         spinning: bool = False,
+        max_pixels: int | None = None,
     ) -> None:
         import onnxruntime as ort
         from safetensors.numpy import load_file
@@ -102,6 +104,8 @@ class Runtime:
         # "skip": unreadable images are left out; embed_all's result (and, per thread, last_kept /
         # last_skipped) maps output rows back to input positions and lists what was skipped.
         self.on_error = on_error
+        # Images larger than this are refused before decoding (a decompression-bomb guard).
+        self.load_options = LoadOptions() if max_pixels is None else LoadOptions(max_pixels=int(max_pixels))
         self._calls = threading.local()  # one server thread's call must not see another's lists
         self.preprocess_config = PreprocessConfig.from_dict(self.manifest["preprocess"])
         self.concepts: list[str] = json.loads((self.root / self.manifest["concepts_file"]).read_text("utf-8"))
@@ -223,7 +227,7 @@ class Runtime:
     # -- images ----------------------------------------------------------------------
     def preprocess(self, images: Any) -> np.ndarray:
         """Images in any accepted form -> float32 pixels (N, 3, S, S) for the image graph."""
-        return np.stack([preprocess_one(im, self.preprocess_config) for im in iter_images(images)])
+        return np.stack([preprocess_one(im, self.preprocess_config, self.load_options) for im in iter_images(images)])
 
     @property
     def last_kept(self) -> list[int]:
@@ -235,16 +239,17 @@ class Runtime:
         """(input position, why) of each image this thread's last embed call skipped."""
         return list(getattr(self._calls, "skipped", []))
 
-    def _prepare(self, index: int, item: Any, on_error: str) -> tuple[int, np.ndarray | None, str]:
+    def _prepare(self, index: int, item: Any, on_error: str,
+                 options: LoadOptions) -> tuple[int, np.ndarray | None, str]:
         try:
-            return index, preprocess_one(item, self.preprocess_config), ""
+            return index, preprocess_one(item, self.preprocess_config, options), ""
         except BadInputError as exc:
             if on_error == "fail":
                 raise
             return index, None, str(exc)
 
     def _pixel_batches(
-        self, items: Sequence[Any], skipped: list[tuple[int, str]], on_error: str
+        self, items: Sequence[Any], skipped: list[tuple[int, str]], on_error: str, options: LoadOptions,
     ) -> Iterator[tuple[list[int], np.ndarray]]:
         """Decode and preprocess in threads, a bounded window ahead of inference; yields
         (input positions, pixels) and lists unreadable images in ``skipped``."""
@@ -253,7 +258,7 @@ class Runtime:
             pending: deque[Future[tuple[int, np.ndarray | None, str]]] = deque()
             it = iter(enumerate(items))
             for index, item in it:
-                pending.append(pool.submit(self._prepare, index, item, on_error))
+                pending.append(pool.submit(self._prepare, index, item, on_error, options))
                 if len(pending) >= window:
                     break
             positions: list[int] = []
@@ -267,7 +272,7 @@ class Runtime:
                     batch.append(pixels)
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append(pool.submit(self._prepare, *nxt, on_error))
+                    pending.append(pool.submit(self._prepare, *nxt, on_error, options))
                 if len(batch) == self.batch_size:
                     yield positions, np.stack(batch)
                     positions, batch = [], []
@@ -287,11 +292,12 @@ class Runtime:
         concepts, latent, features = self.image_session.run(None, {"pixels": pixels})
         return Embeddings(latent=latent, concepts=concepts, image_features=features)
 
-    def embed_all(self, images: Any, *, progress: bool = False, on_error: str | None = None) -> Embeddings:
+    def embed_all(self, images: Any, *, progress: bool = False, on_error: str | None = None,
+                  max_pixels: int | None = None) -> Embeddings:
         """All three outputs for images given as paths, a folder, PIL images or arrays.
 
-        ``on_error`` overrides the runtime's policy for this call; the result's ``kept`` and
-        ``skipped`` say which inputs its rows are (safe to use from several threads at once).
+        ``on_error`` and ``max_pixels`` override the runtime's for this call; the result's ``kept``
+        and ``skipped`` say which inputs its rows are (safe to use from several threads at once).
         """
         from tqdm.auto import tqdm
 
@@ -304,7 +310,8 @@ class Runtime:
         skipped: list[tuple[int, str]] = []
         self._calls.kept, self._calls.skipped = kept, skipped
         with tqdm(total=len(items), desc="embed", unit="img", disable=not progress) as bar:
-            for positions, pixels in self._pixel_batches(items, skipped, on_error):
+            options = self.load_options if max_pixels is None else LoadOptions(max_pixels=int(max_pixels))
+            for positions, pixels in self._pixel_batches(items, skipped, on_error, options):
                 outs.append(self._run_batch(pixels))
                 kept.extend(positions)
                 bar.update(len(pixels))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ceir_sdk.data.images import array_to_rgb, load_image_file, to_rgb
+from ceir_sdk.data.images import LoadOptions, array_to_rgb, load_image_file, to_rgb
 from ceir_sdk.errors import BadInputError
 
 _INTERP = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
@@ -96,7 +96,7 @@ def _center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def to_rgb_image(image: Any) -> Image.Image:
+def to_rgb_image(image: Any, options: LoadOptions | None = None) -> Image.Image:
     """A path, PIL image or array -> 8-bit RGB, decoded exactly as the torch model decodes it.
 
     The same function as ``ceir_sdk.data`` (EXIF rotation, alpha composited onto white, palette
@@ -104,19 +104,19 @@ def to_rgb_image(image: Any) -> Image.Image:
     bundle embeds a phone JPEG or a transparent PNG as the model it was exported from does.
     """
     if isinstance(image, Image.Image):
-        return to_rgb(image, "image")[0]
+        return to_rgb(image, "image", options)[0]
     if isinstance(image, (str, os.PathLike)):
-        return load_image_file(image)[0]
+        return load_image_file(image, options)[0]
     if isinstance(image, np.ndarray):
-        return array_to_rgb(image)[0]
+        return array_to_rgb(image, "array", options)[0]
     raise BadInputError(
         f"unsupported image type {type(image).__name__}; give a path, a PIL image or an array (H, W, 3)"
     )
 
 
-def preprocess_one(image: Any, cfg: PreprocessConfig) -> np.ndarray:
-    """One image -> float32 (3, S, S), normalised."""
-    img = _resize(to_rgb_image(image), cfg)
+def preprocess_one(image: Any, cfg: PreprocessConfig, options: LoadOptions | None = None) -> np.ndarray:
+    """One image -> float32 (3, S, S), normalised; ``options``: decoding limits (max_pixels)."""
+    img = _resize(to_rgb_image(image, options), cfg)
     if cfg.resize != "squash":
         img = _center_crop(img, cfg.image_size)
     arr = np.asarray(img, dtype=np.float32)
