@@ -37,11 +37,13 @@ def concepts() -> None:
 @click.option("--class", "classes", multiple=True, help="Class name(s); repeat or separate with commas.")
 @click.option("--classes-file", type=click.Path(exists=True, dir_okay=False), help="One class name per line.")
 @click.option("--world", help="Use the class names of a drawn world (world10, world100_20).")
-@click.option("--samples", type=int, default=2, show_default=True, help="Samples per class and prompt kind.")
+@click.option("--samples", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Samples per class and prompt kind.")
 @click.option("--temperature", type=float, default=0.7, show_default=True)
-@click.option("--max-in-flight", type=int, default=8, show_default=True, help="Concurrent requests.")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
-@click.option("--max-retries", type=int, default=5, show_default=True)
+@click.option("--max-in-flight", type=click.IntRange(min=1), default=8, show_default=True, help="Concurrent requests.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds per request.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=5, show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Reply cache (default ~/.cache/ceir/llm).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the reply cache.")
 @click.option("--prompts", type=click.Path(exists=True, dir_okay=False), help="Prompts JSON replacing the bundled one.")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ceir_sdk.concepts._io import atomic_write_json
+
+log = logging.getLogger("ceir_sdk.concepts")
 
 CACHE_FORMAT = "ceir-llm-reply"
 
@@ -31,6 +34,17 @@ def cache_key(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _valid_reply(reply: Any) -> bool:
+    """The shape generate writes: text (str or None), refusal, usage (str -> int), model."""
+    if not isinstance(reply, dict):
+        return False
+    if not isinstance(reply.get("text"), (str, type(None))) or not isinstance(reply.get("model"), (str, type(None))):
+        return False
+    usage = reply.get("usage")
+    return usage is None or (isinstance(usage, dict) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in usage.values()))
+
+
 class ReplyCache:
     def __init__(self, directory: str | Path | None = None, *, enabled: bool = True) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
@@ -47,9 +61,11 @@ class ReplyCache:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):  # JSON or UTF-8 damage
+            log.warning("ignoring a damaged reply cache entry %s; asking again", path)
             return None  # a damaged entry is simply asked again (and then overwritten)
-        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or "reply" not in data:
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not _valid_reply(data.get("reply")):
+            log.warning("ignoring a reply cache entry of an unexpected shape %s; asking again", path)
             return None
         return data
 

@@ -22,7 +22,9 @@ from ceir_sdk.concepts.llm import (
     ChatReply,
     ChatRequest,
     ClientAdapter,
+    LLMAuthError,
     LLMError,
+    LLMRequestError,
     RetryableError,
     RetryPolicy,
     call_with_retries,
@@ -124,10 +126,27 @@ def generate_concepts(
         log.warning("%s:%s %s; retry %d in %.1f s", client_adapter.provider, client_adapter.model,
                     redact(str(exc), secrets), attempt + 1, wait_s)
 
+    # Set when one request has failed for good or the user pressed Ctrl-C: no worker starts a
+    # new request or sits out a retry wait after that.
+    stop = threading.Event()
+
+    def wait_or_stop(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise _Stopped
+
     def run(job: _Job) -> None:
-        reply = call_with_retries(
-            lambda: client_adapter.complete(job.request, timeout=timeout), policy, on_retry=on_retry
-        )
+        if stop.is_set():
+            raise _Stopped
+        try:
+            reply = call_with_retries(
+                lambda: client_adapter.complete(job.request, timeout=timeout), policy, on_retry=on_retry,
+                sleep=wait_or_stop,
+            )
+        except _Stopped:
+            raise
+        except BaseException:
+            stop.set()
+            raise
         record = _reply_record(reply)
         cache.put(job.key, job.fields, record)  # saved as soon as it arrives
         with lock:
@@ -135,11 +154,15 @@ def generate_concepts(
 
     if todo:
         _run_all(todo, run, max_in_flight, progress, len(jobs), from_cache, cache, secrets,
-                 f"{client_adapter.provider}:{client_adapter.model}")
+                 f"{client_adapter.provider}:{client_adapter.model}", stop)
 
     return _assemble(client_adapter, jobs, replies, prompt_set, names, from_cache, stats["retries"],
                      n_samples=n_samples, temperature=temperature, max_tokens=max_tokens,
                      kinds=wanted, endpoint=endpoint, domain=domain)
+
+
+class _Stopped(Exception):
+    """A request not started, or a retry wait cut short, because the run is stopping."""
 
 
 def _run_all(
@@ -152,6 +175,7 @@ def _run_all(
     cache: ReplyCache,
     secrets: list[str],
     label: str,
+    stop: threading.Event,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -168,17 +192,28 @@ def _run_all(
             for future in done:
                 if future.exception() is None:
                     bar.update(1)
-                elif failure is None:
+                elif failure is None and not isinstance(future.exception(), _Stopped):
                     failure = future.exception()
             if failure is not None:
                 break
+    except KeyboardInterrupt:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)  # requests in flight finish and land in the cache
+        saved = sum(1 for job in todo if cache.get(job.key) is not None) + from_cache
+        if cache.enabled:
+            log.warning("interrupted: %d of %d replies are in the cache at %s; rerun to ask only for the rest",
+                        saved, total, cache.directory)
+        raise
     finally:
-        # Stop queued requests; those in flight finish and land in the cache.
+        # Stop queued requests and retry waits; those in flight finish and land in the cache.
+        stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     if failure is not None:
         saved = sum(1 for job in todo if cache.get(job.key) is not None) + from_cache
-        where = f"; {saved} of {total} replies are in the cache at {cache.directory}, rerun to continue" \
+        # A rejected key or request fails the same way on a rerun; a give-up after retries may not.
+        again = "fix that, then rerun" if isinstance(failure, (LLMAuthError, LLMRequestError)) else "rerun to continue"
+        where = f"; {saved} of {total} replies are in the cache at {cache.directory}, {again}" \
             if cache.enabled else ""
         if not isinstance(failure, Exception):
             raise failure  # KeyboardInterrupt / SystemExit from a worker: stop as asked

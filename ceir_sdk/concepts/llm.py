@@ -7,6 +7,7 @@ policy, the cache and the concurrency live here so every provider behaves the sa
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from ceir_sdk.errors import CeirError
+
+log = logging.getLogger("ceir_sdk.concepts")
 
 T = TypeVar("T")
 
@@ -91,6 +94,33 @@ def rejected_key_error(env_var: str, provider: str, status: int | None) -> LLMAu
         f"{provider} rejected the API key (HTTP {status}): check the environment variable "
         f"{env_var}; it must hold a valid key for this endpoint"
     )
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The credential parts of a base URL (user, password, query values), to keep out of messages."""
+    if not url:
+        return []
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    found = [parts.password or "", parts.username or ""]
+    found += [value for _, value in parse_qsl(parts.query)]
+    return [secret for secret in found if len(secret) >= 4]
+
+
+def check_key_destination(provider: str, key: str, env_var: str, default_env_var: str, base_url: str | None) -> None:
+    """Say so when the provider's own key is about to go to another server: a compatible
+    server (vLLM, Ollama) seldom needs it, and the user may not expect it to be sent there."""
+    if not key or base_url is None or env_var != default_env_var:
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    where = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    plain = " over plain http" if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1") \
+        else ""
+    log.warning("%s: sending the key in %s to %s%s; pass --api-key-env NAME (api_key_env=) to choose the key "
+                "that goes to this server", provider, env_var, where, plain)
 
 
 def redact(text: str, secrets: list[str]) -> str:

@@ -10,6 +10,7 @@ from ceir_sdk.concepts.conceptset import ConceptSet
 from ceir_sdk.concepts.generate import generate_concepts
 from ceir_sdk.concepts.llm import ClientAdapter, RetryPolicy
 from ceir_sdk.contracts import LLM_SOURCE_OPTIONS as LLM_SOURCE_OPTIONS  # re-exported
+from ceir_sdk.errors import BadInputError
 
 
 class LLMConceptSource:
@@ -30,6 +31,12 @@ class LLMConceptSource:
         max_retries: int = 5,
         use_cache: bool = True,
     ) -> None:
+        for option, value, least in (("n_samples", n_samples, 1), ("max_in_flight", max_in_flight, 1),
+                                     ("max_retries", max_retries, 0), ("max_tokens", max_tokens, 1)):
+            if value < least:
+                raise BadInputError(f"{option} must be at least {least}; got {value}")
+        if not timeout > 0:
+            raise BadInputError(f"timeout must be a positive number of seconds; got {timeout}")
         self.adapter = adapter
         self.name = f"{adapter.provider}:{adapter.model}"
         self.options: dict[str, Any] = {

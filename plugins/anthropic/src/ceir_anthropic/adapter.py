@@ -12,9 +12,11 @@ from ceir_sdk.concepts.llm import (
     ChatReply,
     ChatRequest,
     RetryableError,
+    check_key_destination,
     error_for_status,
     missing_key_error,
     redact,
+    url_secrets,
 )
 
 # A current Sonnet the installed SDK knows (anthropic.types.Model); tests check it is listed.
@@ -35,6 +37,7 @@ class AnthropicAdapter:
         if not key:
             raise missing_key_error(api_key_env, "anthropic")
         self._key = key
+        check_key_destination("anthropic", key, api_key_env, API_KEY_ENV, base_url)
         self._client = anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=0)
         # Recent SDKs (and models) have no temperature parameter; older ones do.
         self._temperature = "temperature" in inspect.signature(self._client.messages.create).parameters
@@ -46,7 +49,7 @@ class AnthropicAdapter:
             )
 
     def secrets(self) -> list[str]:
-        return [self._key]
+        return [self._key, *url_secrets(self.endpoint)]
 
     def complete(self, request: ChatRequest, *, timeout: float) -> ChatReply:
         messages: list[Any] = [{"role": role, "content": content} for role, content in request.messages]

@@ -11,9 +11,11 @@ from ceir_sdk.concepts.llm import (
     ChatReply,
     ChatRequest,
     RetryableError,
+    check_key_destination,
     error_for_status,
     missing_key_error,
     redact,
+    url_secrets,
 )
 
 # A GPT-4-family model the installed SDK knows (openai.types.ChatModel); tests check it is listed.
@@ -36,10 +38,11 @@ class OpenAIAdapter:
         if not key and base_url is None:
             raise missing_key_error(api_key_env, "openai")
         self._key = key
+        check_key_destination("openai", key, api_key_env, API_KEY_ENV, base_url)
         self._client = openai.OpenAI(api_key=key or NO_KEY_PLACEHOLDER, base_url=base_url, max_retries=0)
 
     def secrets(self) -> list[str]:
-        return [self._key] if self._key else []
+        return ([self._key] if self._key else []) + url_secrets(self.endpoint)
 
     def complete(self, request: ChatRequest, *, timeout: float) -> ChatReply:
         messages: list[Any] = [{"role": "system", "content": request.system}]
