@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 #: The generation settings ceir_sdk.concepts.LLMConceptSource takes; LLM plugins declare these (plus their
 #: client's own, such as base_url) when they register, so the CLI knows what to pass.
 LLM_SOURCE_OPTIONS = ("n_samples", "temperature", "max_in_flight", "cache_dir", "prompts", "kinds", "max_tokens",
-                      "timeout", "max_retries", "use_cache")
+                      "timeout", "max_retries", "use_cache", "retry_empty")
 
 
 @runtime_checkable

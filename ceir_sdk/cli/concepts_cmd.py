@@ -46,13 +46,15 @@ def concepts() -> None:
 @click.option("--max-retries", type=click.IntRange(min=0), default=5, show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Reply cache (default ~/.cache/ceir/llm).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the reply cache.")
+@click.option("--retry-empty", is_flag=True,
+              help="Ask again for cached replies that gave no concepts (refusals, empty replies); others stay cached.")
 @click.option("--prompts", type=click.Path(exists=True, dir_okay=False), help="Prompts JSON replacing the bundled one.")
 @click.option("--base-url", help="OpenAI-compatible server (vLLM, Ollama, LM Studio) or another endpoint.")
 @click.option("--api-key-env", help="Environment variable holding the API key (default per provider).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(source: str, output: str, classes: tuple[str, ...], classes_file: str | None, world: str | None,
              samples: int, temperature: float, max_in_flight: int, timeout: float, max_retries: int,
-             cache_dir: str | None, no_cache: bool, prompts: str | None, base_url: str | None,
+             cache_dir: str | None, no_cache: bool, retry_empty: bool, prompts: str | None, base_url: str | None,
              api_key_env: str | None, quiet: bool) -> None:
     """Ask SOURCE (openai:MODEL, anthropic:MODEL, static:PATH, static:world10) for concepts.
 
@@ -72,7 +74,8 @@ def generate(source: str, output: str, classes: tuple[str, ...], classes_file: s
     llm_options = {"n_samples": ("samples", samples), "temperature": ("temperature", temperature),
                    "max_in_flight": ("max_in_flight", max_in_flight), "timeout": ("timeout", timeout),
                    "max_retries": ("max_retries", max_retries), "cache_dir": ("cache_dir", cache_dir),
-                   "use_cache": ("no_cache", not no_cache), "prompts": ("prompts", prompts),
+                   "use_cache": ("no_cache", not no_cache), "retry_empty": ("retry_empty", retry_empty),
+                   "prompts": ("prompts", prompts),
                    "base_url": ("base_url", base_url), "api_key_env": ("api_key_env", api_key_env)}
     registration = get_host().registrations("concept_source").get(source.partition(":")[0])
     accepted = registration.accepted_options() if registration is not None else set()
@@ -101,7 +104,8 @@ def generate(source: str, output: str, classes: tuple[str, ...], classes_file: s
     if "requests" in gen:
         extra = f" ({gen['requests']} replies, {gen['from_cache']} from cache, {gen['retries']} retries"
         if gen.get("usage"):
-            extra += f", tokens in/out {gen['usage']['input_tokens']}/{gen['usage']['output_tokens']}"
+            extra += (f", tokens in/out {gen['usage']['input_tokens']}/{gen['usage']['output_tokens']} "
+                      "over all replies, cached ones included")
         extra += ")"
         if gen.get("no_concepts"):
             extra += f"\n{len(gen['no_concepts'])} replies gave no concepts (refusals/empty): see `ceir concepts show`"

@@ -77,6 +77,7 @@ def generate_concepts(
     use_cache: bool = True,
     progress: bool = True,
     domain: str | None = None,
+    retry_empty: bool = False,
 ) -> ConceptSet:
     """Ask the model for concepts of every class; returns the raw (unprocessed) set."""
     names = [str(n).strip() for n in class_names]
@@ -113,7 +114,8 @@ def generate_concepts(
     replies: dict[str, dict[str, Any]] = {}
     for job in jobs:
         hit = cache.get(job.key)
-        if hit is not None:
+        # retry_empty: a cached refusal or empty reply is asked again (the rest stay cached).
+        if hit is not None and not (retry_empty and not _reply_concepts(hit["reply"])[0]):
             replies[job.key] = hit["reply"]
     from_cache = len(replies)
     todo = [job for job in jobs if job.key not in replies]
@@ -223,6 +225,14 @@ def _run_all(
         raise LLMError(f"{type(failure).__name__}: {message}") from None
 
 
+def _reply_concepts(record: dict[str, Any]) -> tuple[list[str], str, str]:
+    """(concepts, reply form, note) of one reply record."""
+    if record.get("refusal"):
+        return [], "refusal", str(record["refusal"])[:200]
+    parsed = parse_reply(record.get("text"))
+    return parsed.concepts, parsed.form, parsed.note
+
+
 def _assemble(
     adapter: ClientAdapter,
     jobs: list[_Job],
@@ -247,12 +257,7 @@ def _assemble(
             usage_reported += 1
             for k in usage:
                 usage[k] += int(record["usage"].get(k, 0))
-        if record.get("refusal"):
-            parsed_concepts: list[str] = []
-            form, note = "refusal", str(record["refusal"])[:200]
-        else:
-            parsed = parse_reply(record.get("text"))
-            parsed_concepts, form, note = parsed.concepts, parsed.form, parsed.note
+        parsed_concepts, form, note = _reply_concepts(record)
         forms[form] = forms.get(form, 0) + 1
         if not parsed_concepts:
             problems.append({"class": job.class_name, "kind": job.kind, "sample": job.request.sample,

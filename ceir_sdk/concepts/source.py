@@ -30,6 +30,7 @@ class LLMConceptSource:
         timeout: float = 60.0,
         max_retries: int = 5,
         use_cache: bool = True,
+        retry_empty: bool = False,
     ) -> None:
         for option, value, least in (("n_samples", n_samples, 1), ("max_in_flight", max_in_flight, 1),
                                      ("max_retries", max_retries, 0), ("max_tokens", max_tokens, 1)):
@@ -50,6 +51,7 @@ class LLMConceptSource:
             "timeout": timeout,
             "retry": RetryPolicy(max_retries=max_retries),
             "use_cache": use_cache,
+            "retry_empty": retry_empty,
         }
 
     def generate(

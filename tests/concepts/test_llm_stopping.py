@@ -99,3 +99,21 @@ def test_the_providers_key_going_to_another_server_is_said(fake_keys: dict,
         OpenAIAdapter(base_url="http://llm.example.internal:8000/v1")
     assert "sending the key in OPENAI_API_KEY to http://llm.example.internal:8000 over plain http" in caplog.text
     assert fake_keys["openai"] not in caplog.text
+
+
+def test_retry_empty_asks_again_only_for_replies_that_gave_no_concepts(
+        fake_keys: dict, make_adapter: Any, tmp_path: Path) -> None:
+    from llm_server import LLMTestServer
+
+    kwargs: dict[str, Any] = {"cache_dir": tmp_path / "cache", "progress": False, "kinds": ["features"],
+                              "n_samples": 2, "max_in_flight": 1}
+    with LLMTestServer() as server:
+        adapter = make_adapter("openai", server)
+        server.script("refusal", times=1)
+        first = generate_concepts(adapter, ["zebra", "bee"], **kwargs)
+        assert len(first.generation["no_concepts"]) == 1 and server.count() == 4
+        cached = generate_concepts(adapter, ["zebra", "bee"], **kwargs)
+        assert len(cached.generation["no_concepts"]) == 1 and server.count() == 4  # refusals are cached
+        again = generate_concepts(adapter, ["zebra", "bee"], retry_empty=True, **kwargs)
+        assert again.generation["no_concepts"] == [] and server.count() == 5  # only the refusal re-asked
+        assert again.generation["from_cache"] == 3
