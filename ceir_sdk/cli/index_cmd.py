@@ -155,6 +155,10 @@ def _runtime_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _on_error_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--set", "set_fields", multiple=True, expose_value=False,
+                      callback=lambda ctx, _param, value: ctx.meta.__setitem__("set_fields", value),
+                      help="field=value stored with every item added, e.g. --set label=zebra --set split=test "
+                           "(repeatable; values are JSON where they parse, else text).")(fn)
     fn = click.option("--max-pixels", type=click.IntRange(min=1), default=None, expose_value=False,
                       callback=lambda ctx, _param, value: ctx.meta.__setitem__("max_pixels", value),
                       help="Refuse images larger than this many pixels (decompression-bomb guard; default ~89M).")(fn)
@@ -222,9 +226,36 @@ def _encode_images(model: str, paths: list[str], runtime: dict[str, Any],
     return lat, acts, list(enc.concepts), kept
 
 
+def _set_fields() -> dict[str, Any]:
+    """The --set field=value pairs of this command."""
+    fields: dict[str, Any] = {}
+    for pair in click.get_current_context().meta.get("set_fields", ()):
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise click.UsageError(f"--set {pair!r} must look like field=value")
+        if name in ("id", "key", "path"):
+            raise click.UsageError(f"--set cannot change {name!r}: the index sets it for each item")
+        try:
+            fields[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            fields[name] = raw
+    return fields
+
+
 def _gather(embeddings: str | None, model: str | None, images: Sequence[str], metadata: str | None,
             runtime: dict[str, Any], on_error: str = "fail", skip_keys: Callable[[list[str]], set[str]] | None = None,
             ) -> tuple[Any, Any, list[str], Any, list[dict[str, Any]] | None]:
+    lat, acts, names, ids, records = _gather_items(embeddings, model, images, metadata, runtime, on_error, skip_keys)
+    fields = _set_fields()
+    if fields and lat is not None:
+        records = [{**record, **fields} for record in (records or [{} for _ in range(len(lat))])]
+    return lat, acts, names, ids, records
+
+
+def _gather_items(embeddings: str | None, model: str | None, images: Sequence[str], metadata: str | None,
+                  runtime: dict[str, Any], on_error: str, skip_keys: Callable[[list[str]], set[str]] | None,
+                  ) -> tuple[Any, Any, list[str], Any, list[dict[str, Any]] | None]:
     if (embeddings is None) == (not images):
         raise BadInputError("give either --embeddings FILE or --model DIR with images")
     if embeddings is not None:

@@ -204,3 +204,23 @@ def test_saved_files_are_readable_by_other_accounts(tmp_path: Path) -> None:
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "idx").rglob("*") if p.is_file()}
     assert "arrays.safetensors" in modes
     assert {name: mode for name, mode in modes.items() if mode != 0o644} == {}
+
+
+def test_cli_set_stores_fields_with_every_item_added(tmp_path: Path) -> None:
+    from ceir_sdk.cli.main import build
+    from ceir_sdk.index import ConceptIndex
+
+    ids = np.arange(60)
+    emb, meta = write_cli_inputs(tmp_path, ids, [{"key": f"k{i}", "tag": int(i % 3)} for i in ids])
+    cli, runner, ix = build(), CliRunner(), str(tmp_path / "ix")
+    r = runner.invoke(cli, ["index", "build", ix, "--embeddings", str(emb), "--metadata", str(meta),
+                            "--set", "label=zebra", "--set", "batch=3", "--set", "tag=7"])
+    assert r.exit_code == 0, r.output
+    records = ConceptIndex.load(ix).get(np.arange(60))
+    assert all(rec["fields"] == {"label": "zebra", "batch": 3, "tag": 7} for rec in records)  # --set wins
+    assert [rec["key"] for rec in records[:2]] == ["k0", "k1"]
+    r = runner.invoke(cli, ["index", "search", ix, "--concepts", "+c1", "-k", "3", "--where", "label=zebra"])
+    assert r.exit_code == 0 and "score=" in r.output, r.output
+    refused = runner.invoke(cli, ["index", "build", str(tmp_path / "ix2"), "--embeddings", str(emb),
+                                  "--set", "key=x"])
+    assert refused.exit_code == 2 and "--set cannot change 'key'" in refused.output
