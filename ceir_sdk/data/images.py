@@ -62,19 +62,29 @@ def _check_size(source: str, size: tuple[int, int], options: LoadOptions) -> Non
         )
 
 
+def _let_pil_open(options: LoadOptions) -> None:
+    """A caller who raised the limit on purpose: PIL's own check (at twice its limit) would still
+    refuse such a file before ours runs. Ours stays in force."""
+    if Image.MAX_IMAGE_PIXELS is not None and options.max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = options.max_pixels
+
+
+def _pil_bomb_error(source: str, exc: Exception) -> ImageLoadError:
+    return ImageLoadError(
+        source, f"image exceeds PIL's decompression-bomb limit ({exc})",
+        "if the image is genuine, raise the limit with max_pixels=... (on the command line, --max-pixels N)",
+    )
+
+
 def check_pixel_limit(path: str | os.PathLike[str], options: LoadOptions) -> None:
     """The size limit alone, from the file's header (no decoding): for images whose features
     come from the cache, so that a limit applies whether or not the image was seen before."""
-    if Image.MAX_IMAGE_PIXELS is not None and options.max_pixels > Image.MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = options.max_pixels
+    _let_pil_open(options)
     try:
         with Image.open(path) as img:
             size = img.size
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(
-            str(path), f"image exceeds PIL's decompression-bomb limit ({exc})",
-            "if the image is genuine, raise the limit with max_pixels=... (on the command line, --max-pixels N)",
-        ) from None
+        raise _pil_bomb_error(str(path), exc) from None
     except (OSError, SyntaxError, ValueError):
         return  # decodable when its features were cached; the full decode path reports anything else
     _check_size(str(path), size, options)
@@ -94,10 +104,7 @@ def load_image_file(path: str | os.PathLike[str], options: LoadOptions | None = 
         raise ImageLoadError(source, "is a directory, not an image file", "pass the folder itself instead")
     if size == 0:
         raise ImageLoadError(source, "file is empty (0 bytes)", "re-download or remove the file")
-    if Image.MAX_IMAGE_PIXELS is not None and options.max_pixels > Image.MAX_IMAGE_PIXELS:
-        # The caller raised the limit on purpose; PIL's own check (at twice its limit) would
-        # still refuse such a file before ours runs. Ours stays in force.
-        Image.MAX_IMAGE_PIXELS = options.max_pixels
+    _let_pil_open(options)
     try:
         with Image.open(path) as img:
             _check_size(source, img.size, options)
@@ -106,11 +113,7 @@ def load_image_file(path: str | os.PathLike[str], options: LoadOptions | None = 
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(
-            source,
-            f"image exceeds PIL's decompression-bomb limit ({exc})",
-            "if the image is genuine, raise the limit with max_pixels=... (on the command line, --max-pixels N)",
-        ) from None
+        raise _pil_bomb_error(source, exc) from None
     except UnidentifiedImageError:
         raise ImageLoadError(
             source, "not an image or an unsupported image format", "remove the file or convert it to PNG/JPEG"
