@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ceir_sdk.cli.options import max_pixels_option, stashed_option
 from ceir_sdk.errors import BadInputError
 
 
@@ -155,13 +156,10 @@ def _runtime_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _on_error_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--set", "set_fields", multiple=True, expose_value=False,
-                      callback=lambda ctx, _param, value: ctx.meta.__setitem__("set_fields", value),
-                      help="field=value stored with every item added, e.g. --set label=zebra --set split=test "
-                           "(repeatable; values are JSON where they parse, else text).")(fn)
-    fn = click.option("--max-pixels", type=click.IntRange(min=1), default=None, expose_value=False,
-                      callback=lambda ctx, _param, value: ctx.meta.__setitem__("max_pixels", value),
-                      help="Refuse images larger than this many pixels (decompression-bomb guard; default ~89M).")(fn)
+    fn = stashed_option("--set", "set_fields", key="set_fields", multiple=True,
+                        help="field=value stored with every item added, e.g. --set label=zebra --set split=test "
+                             "(repeatable; values are JSON where they parse, else text).")(fn)
+    fn = max_pixels_option(fn)
     return click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                         help="Unreadable images: stop, or skip them and say which.")(fn)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ceir_sdk.cli.options import max_pixels_option, stashed_option
 from ceir_sdk.concepts.conceptset import FORMAT as CONCEPT_SET_FORMAT
 from ceir_sdk.concepts.conceptset import ConceptSet
 from ceir_sdk.errors import BadInputError
@@ -40,9 +41,7 @@ def _input_options(func: Any) -> Any:
                      help="Precomputed backbone features (.npy, N x D) instead of images."),
         click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                      help="Unreadable images: stop, or skip them and report."),
-        click.option("--max-pixels", type=click.IntRange(min=1), default=None, expose_value=False,
-                     callback=lambda ctx, _param, value: ctx.meta.__setitem__("max_pixels", value),
-                     help="Refuse images larger than this many pixels (decompression-bomb guard; default ~89M)."),
+        max_pixels_option,
     ]
     for option in reversed(options):
         func = option(func)
@@ -299,9 +298,8 @@ def _load_model(model_dir: Path) -> Any:
 
 def _load_options(func: Any) -> Any:
     """--backbone-option for commands that load a saved model (a device, or a seed the model lacks)."""
-    return click.option(
-        "--backbone-option", "backbone_options", multiple=True, expose_value=False,
-        callback=lambda ctx, _param, value: ctx.meta.__setitem__("backbone_options", value),
+    return stashed_option(
+        "--backbone-option", "backbone_options", key="backbone_options", multiple=True,
         help="key=value for the model's backbone, e.g. device=cuda; adds to the options saved with the model.",
     )(func)
 
