@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faiss
+from ceir_sdk._faiss import faiss  # one loader: a clear error without faiss, a warning with two builds
 import numpy as np
 
 from ceir_sdk._version import __version__
