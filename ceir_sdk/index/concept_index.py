@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ceir_sdk._faiss import faiss  # one loader: a clear error without faiss, a warning with two builds
 import numpy as np
 
+from ceir_sdk._faiss import faiss  # one loader: a clear error without faiss, a warning with two builds
 from ceir_sdk._version import __version__
 from ceir_sdk.atomic import save_safetensors_file
 from ceir_sdk.errors import BadInputError, ConflictError, IncompatibleFileError
