@@ -39,7 +39,7 @@ def _add_core_commands() -> None:
     from ceir_sdk.cli import plugins_cmd
 
     cli.add_command(plugins_cmd.plugins)
-    for module_name in ("concepts_cmd", "model_cmd", "index_cmd", "demo_cmd"):
+    for module_name in ("concepts_cmd", "model_cmd", "index_cmd", "demo_cmd", "doctor_cmd"):
         try:
             module = __import__(f"ceir_sdk.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
