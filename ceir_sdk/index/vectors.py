@@ -14,9 +14,9 @@ import math
 import warnings
 from typing import Any
 
-import faiss
 import numpy as np
 
+from ceir_sdk._faiss import faiss
 from ceir_sdk.errors import BadInputError
 
 log = logging.getLogger(__name__)

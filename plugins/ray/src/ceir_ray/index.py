@@ -102,8 +102,9 @@ def build_index(
     progress: bool = True,
 ) -> IndexReport:
     """Index the ``space`` vectors ("latent" or "concepts") of a finished shard folder."""
-    import faiss
     from tqdm.auto import tqdm
+
+    from ceir_sdk._faiss import faiss
 
     if space not in SPACES or metric not in METRICS:
         raise BadInputError(f"space must be one of {SPACES} and metric one of {METRICS}; got {space!r}, {metric!r}")
@@ -176,7 +177,7 @@ def _fast_pq_training(index: Any) -> None:
     On a small CPU the defaults spend minutes for a barely better codebook: each of the m
     sub-quantisers runs its own k-means with 256 centroids.
     """
-    import faiss
+    from ceir_sdk._faiss import faiss
 
     ivf = _ivf(index)
     target = faiss.downcast_index(ivf) if ivf is not None else index
@@ -189,7 +190,7 @@ def _fast_pq_training(index: Any) -> None:
 
 
 def _ivf(index: Any) -> Any:
-    import faiss
+    from ceir_sdk._faiss import faiss
 
     try:
         return faiss.extract_index_ivf(index)
@@ -199,7 +200,7 @@ def _ivf(index: Any) -> Any:
 
 def _save(out: Path, index: Any, info: dict[str, Any]) -> None:
     """New .faiss file under a content name, then the JSON pointer swapped atomically."""
-    import faiss
+    from ceir_sdk._faiss import faiss
 
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
@@ -224,7 +225,7 @@ def _sha256(path: Path) -> str:
 
 def load_index(index_dir: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     """(faiss index, its settings) from a folder written by :func:`build_index`."""
-    import faiss
+    from ceir_sdk._faiss import faiss
 
     path = Path(index_dir) / "index.json"
     if not path.exists():
