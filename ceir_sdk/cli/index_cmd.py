@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -134,17 +135,6 @@ def _parse_where(items: Sequence[str]) -> dict[str, Any] | None:
     return where
 
 
-def _encoder_ref(model: str | None, precision: str | None = None) -> dict[str, Any] | None:
-    if model is None:
-        return None
-    from ceir_sdk.index.encoder import encoder_kind, model_fingerprint
-
-    ref = {"kind": encoder_kind(model), "path": str(Path(model).resolve()), "fingerprint": model_fingerprint(model)}
-    if precision is not None:
-        ref["precision"] = precision  # later adds embed the same way, so stored latents stay comparable
-    return ref
-
-
 def _runtime_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--precision / --providers for ONNX bundles (int8 is where a CPU gets its speed-up)."""
     fn = click.option("--providers", default=None,
@@ -174,20 +164,6 @@ def _runtime(precision: str | None, providers: str | None) -> dict[str, Any]:
     return options
 
 
-def _check_same_model(model: str, ref: dict[str, Any], allowed: bool) -> None:
-    """An index's latents are only comparable when every item was embedded by the same model."""
-    from ceir_sdk.index.encoder import model_fingerprint
-
-    fingerprint = ref.get("fingerprint")
-    if allowed or not fingerprint:
-        return
-    if model_fingerprint(model) != fingerprint:
-        raise BadInputError(
-            f"{model} is not the model this index was built with ({ref.get('path')}); its latents would not be "
-            "comparable with the index's. Leave out --model to use the index's own model, build a new index, or "
-            "pass --other-model if the two are known to be equivalent")
-
-
 def _first_of_each_key(records: list[dict[str, Any]]) -> list[int]:
     """Positions of the first record with each key; the repeats are reported and left out."""
     seen: dict[Any, int] = {}
@@ -202,12 +178,8 @@ def _first_of_each_key(records: list[dict[str, Any]]) -> list[int]:
     return first
 
 
-def _encode_images(model: str, paths: list[str], runtime: dict[str, Any],
-                   on_error: str) -> tuple[Any, Any, list[str], list[int]]:
+def _encode_images(enc: Any, paths: list[str], on_error: str) -> tuple[Any, Any, list[str], list[int]]:
     """Latents, activations, concept names and the input position of each row (skips left out)."""
-    from ceir_sdk.index.encoder import load_encoder
-
-    enc = load_encoder(model, **runtime)
     encode_files = getattr(enc, "encode_image_files", None)
     if encode_files is None:
         acts, lat = enc.encode_images(paths)
@@ -241,18 +213,20 @@ def _set_fields() -> dict[str, Any]:
     return fields
 
 
-def _gather(embeddings: str | None, model: str | None, images: Sequence[str], metadata: str | None,
-            runtime: dict[str, Any], on_error: str = "fail", skip_keys: Callable[[list[str]], set[str]] | None = None,
+def _gather(embeddings: str | None, encoder: Callable[[], Any] | None, images: Sequence[str], metadata: str | None,
+            on_error: str = "fail", skip_keys: Callable[[list[str]], set[str]] | None = None,
             ) -> tuple[Any, Any, list[str], Any, list[dict[str, Any]] | None]:
-    lat, acts, names, ids, records = _gather_items(embeddings, model, images, metadata, runtime, on_error, skip_keys)
+    """Items from an embeddings file, or images embedded by ``encoder()`` (called only when there
+    are images to embed, so a folder already in the index loads no model)."""
+    lat, acts, names, ids, records = _gather_items(embeddings, encoder, images, metadata, on_error, skip_keys)
     fields = _set_fields()
     if fields and lat is not None:
         records = [{**record, **fields} for record in (records or [{} for _ in range(len(lat))])]
     return lat, acts, names, ids, records
 
 
-def _gather_items(embeddings: str | None, model: str | None, images: Sequence[str], metadata: str | None,
-                  runtime: dict[str, Any], on_error: str, skip_keys: Callable[[list[str]], set[str]] | None,
+def _gather_items(embeddings: str | None, encoder: Callable[[], Any] | None, images: Sequence[str],
+                  metadata: str | None, on_error: str, skip_keys: Callable[[list[str]], set[str]] | None,
                   ) -> tuple[Any, Any, list[str], Any, list[dict[str, Any]] | None]:
     if (embeddings is None) == (not images):
         raise BadInputError("give either --embeddings FILE or --model DIR with images")
@@ -266,7 +240,7 @@ def _gather_items(embeddings: str | None, model: str | None, images: Sequence[st
                 lat, acts = lat[first], None if acts is None else acts[first]
                 ids, records = None if ids is None else ids[first], [records[i] for i in first]
         return lat, acts, names, ids, records
-    if model is None:
+    if encoder is None:
         raise BadInputError("images need a model to embed them: --model MODEL_DIR (or an ONNX bundle)")
     paths, labels = _image_paths(images)
     given = _read_metadata(metadata, len(paths)) or [{} for _ in paths]
@@ -285,7 +259,7 @@ def _gather_items(embeddings: str | None, model: str | None, images: Sequence[st
             if not keep:
                 return None, None, [], None, []
             paths, records = [paths[i] for i in keep], [records[i] for i in keep]
-    lat, acts, names, kept = _encode_images(model, paths, runtime, on_error)
+    lat, acts, names, kept = _encode_images(encoder(), paths, on_error)
     return lat, acts, names, None, [records[i] for i in kept]
 
 
@@ -353,13 +327,16 @@ def register(cli: click.Group) -> None:
               metadata: str | None, metric: str, factory: str | None, no_tune: bool, target_recall: float,
               precision: str | None, providers: str | None, on_error: str) -> None:
         """Build an index at OUT from embeddings, or from IMAGES embedded with --model."""
-        from ceir_sdk.index import ConceptIndex
+        from ceir_sdk.index import ConceptIndex, EncoderRef, load_encoder
 
-        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata, _runtime(precision, providers),
-                                              on_error)
+        # Providers choose this machine's hardware and are not recorded; precision chooses the graph
+        # (the numbers) and is, so every later add and query runs the same one.
+        ref = None if model is None else EncoderRef.for_model(model, precision=precision)
+        encoder = None if model is None else (lambda: load_encoder(model, **_runtime(precision, providers)))
+        lat, acts, names, ids, meta = _gather(embeddings, encoder, images, metadata, on_error)
         idx = ConceptIndex.build(lat, acts, names if acts is not None else (), ids=ids, metadata=meta, metric=metric,
                                  factory=factory, tune=not no_tune, target_recall=target_recall)
-        idx.encoder_ref = _encoder_ref(model, precision)
+        idx.encoder_ref = ref
         path = idx.save(out)
         click.echo(f"Built {len(idx)} items ({idx.factory}, {len(idx.concepts)} concepts) -> {path}")
 
@@ -384,19 +361,19 @@ def register(cli: click.Group) -> None:
         from ceir_sdk.index import ConceptIndex
 
         idx = ConceptIndex.load(index_dir)
-        ref = idx.encoder_ref or {}
-        if images and ref:
-            if model is None:
-                model = str(idx.encoder_path())
-            else:
-                _check_same_model(model, ref, other_model)
-            if not other_model:
-                precision = precision or ref.get("precision")
-        if images and ref.get("precision") and precision and precision != ref["precision"]:
-            click.echo(f"warning: the index was built with --precision {ref['precision']}; adding with "
-                       f"{precision} mixes latents of two graphs", err=True)
-        lat, acts, names, ids, meta = _gather(embeddings, model, images, metadata, _runtime(precision, providers),
-                                              on_error, skip_keys=idx.keys_present)
+        def encoder() -> Any:
+            # The library reconciles the model and precision with the ones that built the index;
+            # called only when some images are new, so a folder added twice loads no model.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                enc = idx.encoder_for_add(model, other_model=other_model, **_runtime(precision, providers))
+            for warning in caught:
+                click.echo(f"warning: {warning.message}", err=True)
+            return enc
+
+        can_embed = model is not None or idx.encoder_ref is not None
+        lat, acts, names, ids, meta = _gather(embeddings, encoder if can_embed else None, images, metadata, on_error,
+                                              skip_keys=idx.keys_present)
         if lat is None:
             click.echo(f"Added 0 items; the index holds {len(idx)}")
             return

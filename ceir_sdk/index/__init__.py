@@ -10,6 +10,7 @@
 
 from ceir_sdk.index.concept_index import ConceptIndex, Hit, IndexClusters, Shard
 from ceir_sdk.index.encoder import Encoder, FunctionEncoder, ModelEncoder, RuntimeEncoder, as_encoder, load_encoder
+from ceir_sdk.index.encoder_ref import EncoderRef
 from ceir_sdk.index.expression import ConceptQuery, Term, UnknownConceptError, parse_expression
 from ceir_sdk.index.metadata import compile_filter
 from ceir_sdk.index.vectors import choose_factory, faiss_gpu_available
@@ -18,6 +19,7 @@ __all__ = [
     "ConceptIndex",
     "ConceptQuery",
     "Encoder",
+    "EncoderRef",
     "FunctionEncoder",
     "Hit",
     "IndexClusters",

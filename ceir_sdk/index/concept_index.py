@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,8 @@ from ceir_sdk.index.calibration import (
     PRESENT_PROBABILITY,
     PresenceCalibration,
 )
-from ceir_sdk.index.encoder import Encoder, as_encoder, load_encoder
+from ceir_sdk.index.encoder import Encoder, as_encoder
+from ceir_sdk.index.encoder_ref import EncoderRef, encoder_for_add
 from ceir_sdk.index.explain import name_clusters, shared_concepts, top_concepts
 from ceir_sdk.index.expression import ConceptQuery, UnknownConceptError, parse_expression, suggest
 from ceir_sdk.index.metadata import MetadataStore
@@ -159,7 +158,7 @@ class ConceptIndex:
         self.factory = factory
         self.presence_threshold = float(presence_threshold)
         self._presence_rule = _check_rule(presence_rule)
-        self.encoder_ref: dict[str, Any] | None = None
+        self._encoder_ref: EncoderRef | None = None
         self._encoder: Encoder | None = as_encoder(encoder) if encoder is not None else None
         self._use_gpu = use_gpu
         self._store: VectorStore | None = None
@@ -425,9 +424,19 @@ class ConceptIndex:
         return self._ids.copy()
 
     @property
+    def encoder_ref(self) -> EncoderRef | None:
+        """The model (and ONNX graph) that embedded the items; queries without an encoder use it."""
+        return self._encoder_ref
+
+    @encoder_ref.setter
+    def encoder_ref(self, value: EncoderRef | dict[str, Any] | None) -> None:
+        self._encoder_ref = EncoderRef.from_json(value)
+
+    @property
     def encoder(self) -> Encoder | None:
-        if self._encoder is None and self.encoder_ref:
-            self._encoder = load_encoder(self.encoder_path())
+        """The encoder for queries: the one given, else the recorded model with its recorded precision."""
+        if self._encoder is None and self._encoder_ref is not None:
+            self._encoder = self._encoder_ref.load(self._root)
         return self._encoder
 
     @encoder.setter
@@ -437,21 +446,16 @@ class ConceptIndex:
     def encoder_path(self) -> Path:
         """Where the recorded model is: its saved path, or the same place relative to the index
         when the two were moved together. A clear error when neither exists."""
-        ref = self.encoder_ref
-        if not ref:
+        if self._encoder_ref is None:
             raise BadInputError("this index records no model; pass one (--model PATH, or index.encoder = ...)")
-        recorded = Path(ref["path"])
-        relative = ref.get("relative_to_index")
-        for candidate in (recorded, None if relative is None or self._root is None else self._root / relative):
-            if candidate is not None and candidate.exists():
-                _warn_if_refitted(candidate, ref.get("fingerprint"))
-                return candidate.resolve()
-        raise BadInputError(
-            f"the model this index was built with is no longer at {recorded}"
-            + (f" (nor at {relative} from the index)" if relative else "")
-            + ": it was moved or deleted. Pass --model PATH to `ceir index search`, or set "
-            "index.encoder = load_encoder(PATH) (or a CEIRModel)"
-        )
+        return self._encoder_ref.locate(self._root)
+
+    def encoder_for_add(self, model: str | Path | None = None, *, precision: str | None = None,
+                        providers: str | list[str] | None = None, other_model: bool = False) -> Encoder:
+        """The encoder for new items: the index's own model and precision unless told otherwise,
+        refusing another model unless ``other_model`` (see :func:`encoder_ref.encoder_for_add`)."""
+        return encoder_for_add(self._encoder_ref, self._root, model, precision=precision, providers=providers,
+                               other_model=other_model)
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         if self._sorter is None:
@@ -771,7 +775,8 @@ class ConceptIndex:
             "count": len(self), "dim": self.dim, "metric": self.metric, "factory": self.factory,
             "n_concepts": len(self.concepts), "generation": self.generation,
             "nprobe": None if store is None else store.nprobe, "tuning": self.tuning,
-            "gpu": bool(store and store.use_gpu), "encoder": self.encoder_ref,
+            "gpu": bool(store and store.use_gpu),
+            "encoder": None if self._encoder_ref is None else self._encoder_ref.to_json(),
             "presence_rule": self.presence_rule, "presence_threshold": self.presence_threshold,
             "present_probability": PRESENT_PROBABILITY,
             "calibration": None if self.calibration is None else self.calibration.summary(),
@@ -811,7 +816,8 @@ class ConceptIndex:
                     "generation": self.generation, "count": len(self), "dim": self.dim,
                     "metric": self.metric, "factory": self.factory, "concepts": self.concepts,
                     "presence_threshold": self.presence_threshold, "presence_rule": self.presence_rule,
-                    "encoder": _with_relative_path(self.encoder_ref, root),
+                    "encoder": None if self._encoder_ref is None
+                    else self._encoder_ref.with_relative_path(root).to_json(),
                     "search": {"nprobe": None if self._store is None else self._store.nprobe,
                                "ef_search": None if self._store is None else self._store.ef_search},
                     "tuning": self.tuning,
@@ -893,7 +899,7 @@ class ConceptIndex:
         index._root = root.resolve()
         index._read_version = vname if loaded_current else None
         index.tuning = m.get("tuning", {})
-        index.encoder_ref = m.get("encoder")
+        index.encoder_ref = m.get("encoder")  # the setter reads the manifest's JSON
         if len(index._ids) != m["count"]:
             raise IncompatibleFileError(f"{vdir}: manifest says {m['count']} items, arrays hold {len(index._ids)}")
         index.check()
@@ -914,28 +920,3 @@ class ConceptIndex:
                     "index.calibrate()") from exc
             index.calibration = PresenceCalibration.from_json(data, index.concepts, str(cpath))
         return index
-
-
-def _with_relative_path(ref: dict[str, Any] | None, root: Path) -> dict[str, Any] | None:
-    """Record where the model sits relative to the index, so a deployment moved as a whole still finds it."""
-    if ref is None or "path" not in ref:
-        return ref
-    try:
-        relative = os.path.relpath(Path(ref["path"]).resolve(), root.resolve())
-    except ValueError:  # another drive (Windows)
-        return dict(ref)
-    return {**ref, "relative_to_index": relative}
-
-
-def _warn_if_refitted(path: Path, recorded: str | None) -> None:
-    """The model found where the index says may have been refitted or re-exported since: say so."""
-    from ceir_sdk.index.encoder import model_fingerprint
-
-    current = model_fingerprint(path)
-    if recorded is None or current is None or current == recorded:
-        return
-    message = (f"the model at {path} is not the one this index was built with (its weights changed: refitted or "
-               "re-exported?); text, image and edit queries will not match the stored items. Rebuild the index "
-               "with it, or pass the original with --model / index.encoder")
-    log.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)

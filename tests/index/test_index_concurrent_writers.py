@@ -100,7 +100,7 @@ def test_a_deployment_moved_as_a_whole_still_finds_its_model(tmp_path: Path) -> 
 
 
 def test_a_model_refitted_in_place_is_flagged(tmp_path: Path) -> None:
-    from ceir_sdk.cli.index_cmd import _encoder_ref
+    from ceir_sdk.index import EncoderRef
 
     model = tmp_path / "model"
     model.mkdir()
@@ -112,8 +112,8 @@ def test_a_model_refitted_in_place_is_flagged(tmp_path: Path) -> None:
     write_config("a" * 64)
     _saved(tmp_path / "ix")
     idx = ConceptIndex.load(tmp_path / "ix")
-    idx.encoder_ref = _encoder_ref(str(model))
-    assert idx.encoder_ref is not None and idx.encoder_ref["fingerprint"] == "a" * 64
+    idx.encoder_ref = EncoderRef.for_model(model)
+    assert idx.encoder_ref is not None and idx.encoder_ref.fingerprint == "a" * 64
     idx.save(tmp_path / "ix")
     import warnings
 
