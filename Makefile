@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 CONSTRAINTS := constraints/dev.txt
 STAMP := $(VENV)/.ceir-installed
-LOCAL_PACKAGES := . plugins/open-clip plugins/vae plugins/openai plugins/anthropic plugins/static \
+LOCAL_PACKAGES := '.[cpu]' plugins/open-clip plugins/vae plugins/openai plugins/anthropic plugins/static \
 	plugins/ray exporters/onnx tests/plugin_fixtures/ceir-test-plugin tests/plugin_fixtures/ceir-broken-plugin
 PROJECT_FILES := pyproject.toml requirements-dev.txt $(CONSTRAINTS) \
 	$(wildcard plugins/*/pyproject.toml exporters/*/pyproject.toml tests/plugin_fixtures/*/pyproject.toml)
