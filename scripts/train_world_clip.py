@@ -78,7 +78,9 @@ def make_batch(step: int, batch_size: int, seed: int) -> tuple[np.ndarray, list[
 SWAP_FAMILY_P: dict[str, float] = {"shape": 0.5, "colour": 1 / 6, "pattern": 1 / 6, "size": 1 / 6}
 
 
-def caption_pair(families: dict, class_name: str, seed: int, domain: str, index: int, variant: int) -> tuple[str, str]:
+def caption_pair(
+    families: dict, class_name: str, seed: int, domain: str, index: int, variant: int, nuisances: dict | None = None
+) -> tuple[str, str]:
     """(caption number ``variant`` of an image, the same caption with one attribute swapped).
 
     Both captions are written from one random stream, so they differ only in the swapped word;
@@ -92,8 +94,8 @@ def caption_pair(families: dict, class_name: str, seed: int, domain: str, index:
     family = str(choice.choice(list(SWAP_FAMILY_P), p=list(SWAP_FAMILY_P.values())))
     false_values = [v for v in FAMILY_VALUES[family] if v != families[family]]
     swapped = {**families, family: false_values[int(choice.integers(len(false_values)))]}
-    positive = make_caption(families, class_name, np.random.default_rng(key))
-    negative = make_caption(swapped, class_name, np.random.default_rng(key))
+    positive = make_caption(families, class_name, np.random.default_rng(key), nuisances)
+    negative = make_caption(swapped, class_name, np.random.default_rng(key), nuisances)
     return positive, negative
 
 
@@ -108,9 +110,9 @@ def draw_chunk(
     world = World(name, 32, seed)
     b = next(world.batches(n, "train", batch_size=n, start=start))
     captions, swapped = [], []
-    for fam, fine, i in zip(b.families, b.fine_labels, b.indices):
+    for fam, fine, i, nuisances in zip(b.families, b.fine_labels, b.indices, b.nuisances):
         pairs = [
-            caption_pair(fam, world.domain.classes[int(fine)].name, seed, name, int(i), v)
+            caption_pair(fam, world.domain.classes[int(fine)].name, seed, name, int(i), v, nuisances)
             for v in range(captions_per_image)
         ]
         captions.append([c for c, _ in pairs])
@@ -256,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
     from safetensors.torch import save_file
 
+    from ceir_sdk.worlds.nuisance import WORLD_VERSION
+
     args.out.mkdir(parents=True, exist_ok=True)
     config_out = args.out / f"{NAME}.json"
     if args.config.resolve() != config_out.resolve():
@@ -384,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "open_clip": open_clip.__version__,
         "python": platform.python_version(),
+        "world_version": WORLD_VERSION,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
     }
     info_tmp = args.out / "training_info.json.tmp"

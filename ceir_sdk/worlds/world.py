@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
 
@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from ceir_sdk.worlds.captions import make_caption
 from ceir_sdk.worlds.domains import DOMAINS, ClassSpec, DomainSpec
+from ceir_sdk.worlds.nuisance import apply_nuisances, draw_nuisances
 from ceir_sdk.worlds.oracle import Oracle
 from ceir_sdk.worlds.render import IMAGE_SIZES, render
 from ceir_sdk.worlds.vocabulary import FAMILY_VALUES, SINGLE_FAMILIES
@@ -41,6 +42,8 @@ class WorldSample:
     fine_name: str = ""
     index: int = -1
     split: str = "train"
+    # How the picture was made (style, lighting, camera, overlay, weather): never a concept.
+    nuisances: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class WorldBatch:
     indices: NDArray[np.int64]  # (B,)
     fine_labels: NDArray[np.int64]  # (B,)
     families: list[dict[str, str | tuple[str, ...]]]
+    nuisances: list[dict[str, str]] = field(default_factory=list)
 
 
 class World:
@@ -114,7 +118,12 @@ class World:
             self.image_size,
             rng,
         )
-        caption = make_caption(fam, spec.name, rng)
+        # Nuisances come from a stream of their own: independent of the class and the concepts,
+        # and the concept values and drawing above are unchanged by them.
+        nuisance_rng = self._nuisance_rng(split_key, i)
+        nuisances = draw_nuisances(nuisance_rng)
+        image = apply_nuisances(image, nuisances, nuisance_rng)
+        caption = make_caption(fam, spec.name, rng, nuisances)
         label = int(self._label_of_fine[fine])
         concepts = frozenset(c for v in fam.values() for c in (v if isinstance(v, tuple) else (v,)))
         return WorldSample(
@@ -128,7 +137,21 @@ class World:
             fine_name=spec.name,
             index=i,
             split=split,
+            nuisances=nuisances,
         )
+
+    def _nuisance_rng(self, split_key: int, i: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self._domain_key, split_key, 2, i)))
+
+    def nuisances(self, i: int, split: str = "train") -> dict[str, str]:
+        """Sample ``i``'s nuisance values alone (what ``sample(i).nuisances`` holds), without drawing it."""
+        if i < 0:
+            raise IndexError(f"sample index must be >= 0, got {i}")
+        return draw_nuisances(self._nuisance_rng(SPLITS[_check_split(split)], i))
+
+    def fine_label(self, i: int, split: str = "train") -> int:
+        """Sample ``i``'s fine class index, without drawing it."""
+        return self._fine_label(SPLITS[_check_split(split)], i)
 
     def batches(self, n: int, split: str = "train", batch_size: int = 512, start: int = 0) -> Iterator[WorldBatch]:
         """Samples ``start .. start+n-1`` of ``split`` in batches; only one batch in memory."""
@@ -145,6 +168,7 @@ class World:
                 indices=np.arange(lo, hi, dtype=np.int64),
                 fine_labels=np.array([s.fine_label for s in samples], dtype=np.int64),
                 families=[s.families for s in samples],
+                nuisances=[s.nuisances for s in samples],
             )
 
 

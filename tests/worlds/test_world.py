@@ -117,7 +117,8 @@ def test_captions_mention_only_true_concepts(w10: World, w100: World) -> None:
                 if _mentions(s.caption, name):
                     assert name == s.fine_name, (name, s.caption)
     # captions vary and, over many images, mention every drawn concept
-    assert len(captions) > 550
+    # (short captions naming one nuisance alone, "an object at night.", repeat across images)
+    assert len(captions) > 520
     for family in ("shape", "colour", "pattern", "size", "scene", "around"):
         assert set(FAMILY_VALUES[family]) <= mentioned, family
 
