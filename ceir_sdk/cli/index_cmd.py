@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -303,228 +304,230 @@ def _print_hits(hits: list[Any], as_json: bool, threshold: float = 0.0) -> None:
                 click.echo(f"     because: {why}")
 
 
+@click.group()
+def index() -> None:
+    """Concept-aware FAISS index: build, add, remove, search, cluster, info."""
+
+@index.command("build")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("images", nargs=-1)
+@click.option("--embeddings", type=click.Path(exists=True, dir_okay=False),
+              help="Precomputed .safetensors/.npz with 'latent' (and 'concepts', 'concept_names', 'paths'), "
+                   "as `ceir encode --output both` writes it.")
+@click.option("--model", type=click.Path(exists=True, file_okay=False),
+              help="Fitted CEIR model dir or ONNX bundle, to embed IMAGES and answer text queries later.")
+@click.option("--metadata", type=click.Path(exists=True, dir_okay=False), help="JSONL, one record per item.")
+@click.option("--metric", type=click.Choice(["l2", "ip", "cosine"]), default="l2", show_default=True)
+@click.option("--factory", default=None, help="faiss index-factory string (default: chosen by size).")
+@click.option("--no-tune", is_flag=True, help="Skip measuring nprobe for the target recall.")
+@click.option("--target-recall", type=float, default=0.97, show_default=True)
+@_runtime_options
+@_on_error_option
+def build_cmd(out: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
+          metadata: str | None, metric: str, factory: str | None, no_tune: bool, target_recall: float,
+          precision: str | None, providers: str | None, on_error: str) -> None:
+    """Build an index at OUT from embeddings, or from IMAGES embedded with --model."""
+    from ceir_sdk.index import ConceptIndex, EncoderRef, load_encoder
+
+    # Providers choose this machine's hardware and are not recorded; precision chooses the graph
+    # (the numbers) and is, so every later add and query runs the same one.
+    ref = None if model is None else EncoderRef.for_model(model, precision=precision)
+    encoder = None if model is None else (lambda: load_encoder(model, **_runtime(precision, providers)))
+    lat, acts, names, ids, meta = _gather(embeddings, encoder, images, metadata, on_error)
+    idx = ConceptIndex.build(lat, acts, names if acts is not None else (), ids=ids, metadata=meta, metric=metric,
+                             factory=factory, tune=not no_tune, target_recall=target_recall)
+    idx.encoder_ref = ref
+    path = idx.save(out)
+    click.echo(f"Built {len(idx)} items ({idx.factory}, {len(idx.concepts)} concepts) -> {path}")
+
+@index.command("add")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("images", nargs=-1)
+@click.option("--embeddings", type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", type=click.Path(exists=True, file_okay=False),
+              help="Model to embed IMAGES (default: the one the index was built with).")
+@click.option("--metadata", type=click.Path(exists=True, dir_okay=False))
+@click.option("--other-model", is_flag=True,
+              help="Allow --model to differ from the model the index was built with (its latents then mix "
+                   "two spaces: only for a model known to be equivalent).")
+@_runtime_options
+@_on_error_option
+def add_cmd(index_dir: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
+        metadata: str | None, other_model: bool, precision: str | None, providers: str | None,
+        on_error: str) -> None:
+    """Add items to an index and save a new version (images it holds already are left out)."""
+    import numpy as np
+
+    from ceir_sdk.index import ConceptIndex, load_encoder
+
+    idx = ConceptIndex.load(index_dir)
+    encoder = None
+    if images and (model is not None or idx.encoder_ref is not None):
+        # The library reconciles model and precision with the ones that built the index, before any
+        # image is read; the model itself loads only when some images are new.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            where, options = idx.plan_add(model, other_model=other_model, **_runtime(precision, providers))
+        for warning in caught:
+            click.echo(f"warning: {warning.message}", err=True)
+        encoder = functools.partial(load_encoder, where, **options)
+    lat, acts, names, ids, meta = _gather(embeddings, encoder, images, metadata, on_error,
+                                          skip_keys=idx.keys_present)
+    if lat is None:
+        click.echo(f"Added 0 items; the index holds {len(idx)}")
+        return
+    if acts is not None and names != idx.concepts:
+        raise BadInputError("the new items' concepts differ from the index's; embed them with the same model")
+
+    def apply(current: Any) -> Any:
+        keys = [r.get("key") for r in meta] if meta else []
+        present = current.keys_present([k for k in keys if k]) if keys else set()
+        if not present:
+            return current.add(lat, acts, ids=ids, metadata=meta)
+        # Another writer added some of the same files meanwhile: add only the rest.
+        assert meta is not None
+        rows = np.array([i for i, key in enumerate(keys) if key not in present], dtype=np.int64)
+        return current.add(lat[rows], None if acts is None else acts[rows],
+                           ids=None if ids is None else np.asarray(ids)[rows],
+                           metadata=[meta[i] for i in rows])
+
+    idx, new = _apply_and_save(index_dir, idx, apply)
+    click.echo(f"Added {len(new)} items; the index holds {len(idx)}")
+
+@index.command("remove")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("ids", nargs=-1, type=int, required=True)
+def remove_cmd(index_dir: str, ids: tuple[int, ...]) -> None:
+    """Remove items by id and save a new version."""
+    from ceir_sdk.index import ConceptIndex
+
+    idx, n = _apply_and_save(index_dir, ConceptIndex.load(index_dir), lambda current: current.remove(list(ids)))
+    click.echo(f"Removed {n} items; the index holds {len(idx)}")
+
+@index.command("search")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--concepts", "expression", help='Concept expression, e.g. "+striped -grass 2*water".')
+@click.option("--text", help="Text query (needs the model).")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="Query image (needs the model).")
+@click.option("--like", "like", type=int, help="Query by the item with this id.")
+@click.option("--add", "add_c", multiple=True, help="With --like: concept to add (repeatable).")
+@click.option("--remove", "remove_c", multiple=True, help="With --like: concept to remove (repeatable).")
+@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("--where", multiple=True, help="Metadata filter: field=value, field>3 ... (repeatable).")
+@click.option("--model", type=click.Path(exists=True, file_okay=False),
+              help="Model dir or ONNX bundle (default: the one the index was built with).")
+@click.option("--presence", type=click.Choice(["calibrated", "threshold"]), default=None,
+              help="With --concepts: what 'present' means. calibrated: P(present) >= 0.5 under the index's "
+                   "presence calibration; threshold: z-score above --threshold (the earlier rule). "
+                   "Default: the index's presence_rule (calibrated unless set otherwise).")
+@click.option("--threshold", type=float, default=None,
+              help="With --concepts: the z threshold (default: the index's, 0); implies --presence threshold "
+                   "unless --presence is given.")
+@click.option("--strict/--no-strict", default=True, show_default=True,
+              help="With --concepts: only items matching every +/- term, or rank every item (--no-strict).")
+@click.option("--ranking", type=click.Choice(["calibrated", "margin"]), default="calibrated", show_default=True,
+              help="With --concepts: joint probability, or the earlier weakest z-margin.")
+@click.option("--json", "as_json", is_flag=True)
+@_runtime_options
+def search_cmd(index_dir: str, expression: str | None, text: str | None, image: str | None, like: int | None,
+           add_c: tuple[str, ...], remove_c: tuple[str, ...], k: int, where: tuple[str, ...],
+           model: str | None, presence: str | None, threshold: float | None, strict: bool, ranking: str,
+           as_json: bool, precision: str | None, providers: str | None) -> None:
+    """Search by concepts, text, image or example (with concept edits).
+
+    Concept hits say whether they matched and, per term, the z-score, P(present) and
+    whether the term is met."""
+    from ceir_sdk.index import ConceptIndex, load_encoder
+
+    modes = [m for m in (expression, text, image, like) if m is not None]
+    if len(modes) != 1:
+        raise BadInputError("give exactly one of --concepts, --text, --image, --like")
+    if (add_c or remove_c) and like is None:
+        raise BadInputError("--add/--remove edit the concepts of an example: use them with --like ID")
+    if expression is None and (presence is not None or threshold is not None or not strict
+                               or ranking != "calibrated"):
+        raise BadInputError("--presence, --threshold, --no-strict and --ranking apply to --concepts queries")
+    idx = ConceptIndex.load(index_dir)
+    runtime = _runtime(precision, providers)
+    if model is not None:
+        idx.encoder = load_encoder(model, **runtime)
+    elif runtime and expression is None:  # the recorded model, its precision unless overridden
+        idx.encoder = idx.recorded_encoder(**runtime)
+    flt = _parse_where(where)
+    if expression is not None:
+        hits = idx.search_concepts(expression, k, where=flt, threshold=threshold, ranking=ranking,
+                                   strict=strict, presence=presence)
+    elif text is not None:
+        hits = idx.search_text(text, k, where=flt)[0]
+    elif image is not None:
+        hits = idx.search_images([image], k, where=flt)[0]
+    else:
+        assert like is not None
+        hits = idx.search_like(like, k, add=add_c, remove=remove_c, where=flt)
+    _print_hits(hits, as_json, idx.presence_threshold if threshold is None else threshold)
+    if not hits and not as_json and expression is None:
+        click.echo("no hits" + (f": no item's metadata matches --where {' '.join(where)} (check the field "
+                                "names and values)" if flt else ""), err=True)
+    if expression is not None and strict and len(hits) < k:
+        click.echo(f"only {len(hits)} items{' (within --where)' if flt else ''} match every + and - term; "
+                   "--no-strict ranks every item" + ("" if presence == "threshold" or threshold is not None
+                                                     else ", --presence threshold uses the z threshold"), err=True)
+
+@index.command("cluster")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-k", "k", type=int, required=True, help="Number of clusters.")
+@click.option("--where", multiple=True, help="Cluster only items matching these filters.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write per-item assignments as JSONL.")
+@click.option("--json", "as_json", is_flag=True)
+def cluster_cmd(index_dir: str, k: int, where: tuple[str, ...], seed: int, out: str | None, as_json: bool) -> None:
+    """k-means over the index; clusters named by their concepts."""
+    from ceir_sdk.index import ConceptIndex
+    from ceir_sdk.index.persist import atomic_write_text
+
+    idx = ConceptIndex.load(index_dir)
+    res = idx.cluster(k, where=_parse_where(where), seed=seed)
+    if out:
+        lines = [json.dumps({"id": int(i), "cluster": int(c), "name": res.names[int(c)]})
+                 for i, c in zip(res.ids, res.assignment)]
+        atomic_write_text(Path(out), "\n".join(lines) + "\n")
+    if as_json:
+        click.echo(json.dumps(res.as_dict(), indent=2))
+        return
+    for c, (name, size) in enumerate(zip(res.names, res.sizes)):
+        click.echo(f"cluster {c:>3}  {size:>7} items  {name}")
+
+@index.command("info")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--concepts", "show_concepts", is_flag=True, help="List the concept names.")
+@click.option("--json", "as_json", is_flag=True)
+def info_cmd(index_dir: str, show_concepts: bool, as_json: bool) -> None:
+    """Size, type, versions and concepts of a saved index (verified on load)."""
+    from ceir_sdk.index import ConceptIndex
+    from ceir_sdk.index.persist import read_pointer, versions
+
+    idx = ConceptIndex.load(index_dir)
+    data = {**idx.info(), "version": read_pointer(Path(index_dir))["version"],
+            "versions_on_disk": versions(Path(index_dir))}
+    if show_concepts or as_json:
+        data["concepts"] = idx.concepts
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        if key == "concepts":
+            continue
+        if key == "calibration" and isinstance(value, dict):
+            # Per-concept shares are many; the text form gives their range, --json all of them.
+            shares = sorted(value.get("present_share", {}).items(), key=lambda kv: kv[1])
+            value = {k: v for k, v in value.items() if k != "present_share"}
+            if shares:
+                value["present_share"] = (f"{shares[0][1]:.2f} ({shares[0][0]}) to {shares[-1][1]:.2f} "
+                                          f"({shares[-1][0]}) over {len(shares)} concepts; --json lists each")
+        click.echo(f"{key}: {value}")
+    if show_concepts:
+        click.echo("concepts: " + ", ".join(idx.concepts))
+
+
 def register(cli: click.Group) -> None:
-    @cli.group()
-    def index() -> None:
-        """Concept-aware FAISS index: build, add, remove, search, cluster, info."""
-
-    @index.command()
-    @click.argument("out", type=click.Path(file_okay=False))
-    @click.argument("images", nargs=-1)
-    @click.option("--embeddings", type=click.Path(exists=True, dir_okay=False),
-                  help="Precomputed .safetensors/.npz with 'latent' (and 'concepts', 'concept_names', 'paths'), "
-                       "as `ceir encode --output both` writes it.")
-    @click.option("--model", type=click.Path(exists=True, file_okay=False),
-                  help="Fitted CEIR model dir or ONNX bundle, to embed IMAGES and answer text queries later.")
-    @click.option("--metadata", type=click.Path(exists=True, dir_okay=False), help="JSONL, one record per item.")
-    @click.option("--metric", type=click.Choice(["l2", "ip", "cosine"]), default="l2", show_default=True)
-    @click.option("--factory", default=None, help="faiss index-factory string (default: chosen by size).")
-    @click.option("--no-tune", is_flag=True, help="Skip measuring nprobe for the target recall.")
-    @click.option("--target-recall", type=float, default=0.97, show_default=True)
-    @_runtime_options
-    @_on_error_option
-    def build(out: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
-              metadata: str | None, metric: str, factory: str | None, no_tune: bool, target_recall: float,
-              precision: str | None, providers: str | None, on_error: str) -> None:
-        """Build an index at OUT from embeddings, or from IMAGES embedded with --model."""
-        from ceir_sdk.index import ConceptIndex, EncoderRef, load_encoder
-
-        # Providers choose this machine's hardware and are not recorded; precision chooses the graph
-        # (the numbers) and is, so every later add and query runs the same one.
-        ref = None if model is None else EncoderRef.for_model(model, precision=precision)
-        encoder = None if model is None else (lambda: load_encoder(model, **_runtime(precision, providers)))
-        lat, acts, names, ids, meta = _gather(embeddings, encoder, images, metadata, on_error)
-        idx = ConceptIndex.build(lat, acts, names if acts is not None else (), ids=ids, metadata=meta, metric=metric,
-                                 factory=factory, tune=not no_tune, target_recall=target_recall)
-        idx.encoder_ref = ref
-        path = idx.save(out)
-        click.echo(f"Built {len(idx)} items ({idx.factory}, {len(idx.concepts)} concepts) -> {path}")
-
-    @index.command()
-    @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
-    @click.argument("images", nargs=-1)
-    @click.option("--embeddings", type=click.Path(exists=True, dir_okay=False))
-    @click.option("--model", type=click.Path(exists=True, file_okay=False),
-                  help="Model to embed IMAGES (default: the one the index was built with).")
-    @click.option("--metadata", type=click.Path(exists=True, dir_okay=False))
-    @click.option("--other-model", is_flag=True,
-                  help="Allow --model to differ from the model the index was built with (its latents then mix "
-                       "two spaces: only for a model known to be equivalent).")
-    @_runtime_options
-    @_on_error_option
-    def add(index_dir: str, images: tuple[str, ...], embeddings: str | None, model: str | None,
-            metadata: str | None, other_model: bool, precision: str | None, providers: str | None,
-            on_error: str) -> None:
-        """Add items to an index and save a new version (images it holds already are left out)."""
-        import numpy as np
-
-        from ceir_sdk.index import ConceptIndex
-
-        idx = ConceptIndex.load(index_dir)
-        def encoder() -> Any:
-            # The library reconciles the model and precision with the ones that built the index;
-            # called only when some images are new, so a folder added twice loads no model.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", RuntimeWarning)
-                enc = idx.encoder_for_add(model, other_model=other_model, **_runtime(precision, providers))
-            for warning in caught:
-                click.echo(f"warning: {warning.message}", err=True)
-            return enc
-
-        can_embed = model is not None or idx.encoder_ref is not None
-        lat, acts, names, ids, meta = _gather(embeddings, encoder if can_embed else None, images, metadata, on_error,
-                                              skip_keys=idx.keys_present)
-        if lat is None:
-            click.echo(f"Added 0 items; the index holds {len(idx)}")
-            return
-        if acts is not None and names != idx.concepts:
-            raise BadInputError("the new items' concepts differ from the index's; embed them with the same model")
-
-        def apply(current: Any) -> Any:
-            keys = [r.get("key") for r in meta] if meta else []
-            present = current.keys_present([k for k in keys if k]) if keys else set()
-            if not present:
-                return current.add(lat, acts, ids=ids, metadata=meta)
-            # Another writer added some of the same files meanwhile: add only the rest.
-            assert meta is not None
-            rows = np.array([i for i, key in enumerate(keys) if key not in present], dtype=np.int64)
-            return current.add(lat[rows], None if acts is None else acts[rows],
-                               ids=None if ids is None else np.asarray(ids)[rows],
-                               metadata=[meta[i] for i in rows])
-
-        idx, new = _apply_and_save(index_dir, idx, apply)
-        click.echo(f"Added {len(new)} items; the index holds {len(idx)}")
-
-    @index.command()
-    @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
-    @click.argument("ids", nargs=-1, type=int, required=True)
-    def remove(index_dir: str, ids: tuple[int, ...]) -> None:
-        """Remove items by id and save a new version."""
-        from ceir_sdk.index import ConceptIndex
-
-        idx, n = _apply_and_save(index_dir, ConceptIndex.load(index_dir), lambda current: current.remove(list(ids)))
-        click.echo(f"Removed {n} items; the index holds {len(idx)}")
-
-    @index.command()
-    @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
-    @click.option("--concepts", "expression", help='Concept expression, e.g. "+striped -grass 2*water".')
-    @click.option("--text", help="Text query (needs the model).")
-    @click.option("--image", type=click.Path(exists=True, dir_okay=False), help="Query image (needs the model).")
-    @click.option("--like", "like", type=int, help="Query by the item with this id.")
-    @click.option("--add", "add_c", multiple=True, help="With --like: concept to add (repeatable).")
-    @click.option("--remove", "remove_c", multiple=True, help="With --like: concept to remove (repeatable).")
-    @click.option("-k", "k", type=int, default=10, show_default=True)
-    @click.option("--where", multiple=True, help="Metadata filter: field=value, field>3 ... (repeatable).")
-    @click.option("--model", type=click.Path(exists=True, file_okay=False),
-                  help="Model dir or ONNX bundle (default: the one the index was built with).")
-    @click.option("--presence", type=click.Choice(["calibrated", "threshold"]), default=None,
-                  help="With --concepts: what 'present' means. calibrated: P(present) >= 0.5 under the index's "
-                       "presence calibration; threshold: z-score above --threshold (the earlier rule). "
-                       "Default: the index's presence_rule (calibrated unless set otherwise).")
-    @click.option("--threshold", type=float, default=None,
-                  help="With --concepts: the z threshold (default: the index's, 0); implies --presence threshold "
-                       "unless --presence is given.")
-    @click.option("--strict/--no-strict", default=True, show_default=True,
-                  help="With --concepts: only items matching every +/- term, or rank every item (--no-strict).")
-    @click.option("--ranking", type=click.Choice(["calibrated", "margin"]), default="calibrated", show_default=True,
-                  help="With --concepts: joint probability, or the earlier weakest z-margin.")
-    @click.option("--json", "as_json", is_flag=True)
-    @_runtime_options
-    def search(index_dir: str, expression: str | None, text: str | None, image: str | None, like: int | None,
-               add_c: tuple[str, ...], remove_c: tuple[str, ...], k: int, where: tuple[str, ...],
-               model: str | None, presence: str | None, threshold: float | None, strict: bool, ranking: str,
-               as_json: bool, precision: str | None, providers: str | None) -> None:
-        """Search by concepts, text, image or example (with concept edits).
-
-        Concept hits say whether they matched and, per term, the z-score, P(present) and
-        whether the term is met."""
-        from ceir_sdk.index import ConceptIndex, load_encoder
-
-        modes = [m for m in (expression, text, image, like) if m is not None]
-        if len(modes) != 1:
-            raise BadInputError("give exactly one of --concepts, --text, --image, --like")
-        if (add_c or remove_c) and like is None:
-            raise BadInputError("--add/--remove edit the concepts of an example: use them with --like ID")
-        if expression is None and (presence is not None or threshold is not None or not strict
-                                   or ranking != "calibrated"):
-            raise BadInputError("--presence, --threshold, --no-strict and --ranking apply to --concepts queries")
-        idx = ConceptIndex.load(index_dir)
-        runtime = _runtime(precision, providers)
-        if model is not None:
-            idx.encoder = load_encoder(model, **runtime)
-        elif runtime and expression is None:
-            idx.encoder = load_encoder(idx.encoder_path(), **runtime)
-        flt = _parse_where(where)
-        if expression is not None:
-            hits = idx.search_concepts(expression, k, where=flt, threshold=threshold, ranking=ranking,
-                                       strict=strict, presence=presence)
-        elif text is not None:
-            hits = idx.search_text(text, k, where=flt)[0]
-        elif image is not None:
-            hits = idx.search_images([image], k, where=flt)[0]
-        else:
-            assert like is not None
-            hits = idx.search_like(like, k, add=add_c, remove=remove_c, where=flt)
-        _print_hits(hits, as_json, idx.presence_threshold if threshold is None else threshold)
-        if not hits and not as_json and expression is None:
-            click.echo("no hits" + (f": no item's metadata matches --where {' '.join(where)} (check the field "
-                                    "names and values)" if flt else ""), err=True)
-        if expression is not None and strict and len(hits) < k:
-            click.echo(f"only {len(hits)} items{' (within --where)' if flt else ''} match every + and - term; "
-                       "--no-strict ranks every item" + ("" if presence == "threshold" or threshold is not None
-                                                         else ", --presence threshold uses the z threshold"), err=True)
-
-    @index.command()
-    @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
-    @click.option("-k", "k", type=int, required=True, help="Number of clusters.")
-    @click.option("--where", multiple=True, help="Cluster only items matching these filters.")
-    @click.option("--seed", type=int, default=0, show_default=True)
-    @click.option("--out", type=click.Path(dir_okay=False), help="Write per-item assignments as JSONL.")
-    @click.option("--json", "as_json", is_flag=True)
-    def cluster(index_dir: str, k: int, where: tuple[str, ...], seed: int, out: str | None, as_json: bool) -> None:
-        """k-means over the index; clusters named by their concepts."""
-        from ceir_sdk.index import ConceptIndex
-        from ceir_sdk.index.persist import atomic_write_text
-
-        idx = ConceptIndex.load(index_dir)
-        res = idx.cluster(k, where=_parse_where(where), seed=seed)
-        if out:
-            lines = [json.dumps({"id": int(i), "cluster": int(c), "name": res.names[int(c)]})
-                     for i, c in zip(res.ids, res.assignment)]
-            atomic_write_text(Path(out), "\n".join(lines) + "\n")
-        if as_json:
-            click.echo(json.dumps(res.as_dict(), indent=2))
-            return
-        for c, (name, size) in enumerate(zip(res.names, res.sizes)):
-            click.echo(f"cluster {c:>3}  {size:>7} items  {name}")
-
-    @index.command()
-    @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
-    @click.option("--concepts", "show_concepts", is_flag=True, help="List the concept names.")
-    @click.option("--json", "as_json", is_flag=True)
-    def info(index_dir: str, show_concepts: bool, as_json: bool) -> None:
-        """Size, type, versions and concepts of a saved index (verified on load)."""
-        from ceir_sdk.index import ConceptIndex
-        from ceir_sdk.index.persist import read_pointer, versions
-
-        idx = ConceptIndex.load(index_dir)
-        data = {**idx.info(), "version": read_pointer(Path(index_dir))["version"],
-                "versions_on_disk": versions(Path(index_dir))}
-        if show_concepts or as_json:
-            data["concepts"] = idx.concepts
-        if as_json:
-            click.echo(json.dumps(data, indent=2))
-            return
-        for key, value in data.items():
-            if key == "concepts":
-                continue
-            if key == "calibration" and isinstance(value, dict):
-                # Per-concept shares are many; the text form gives their range, --json all of them.
-                shares = sorted(value.get("present_share", {}).items(), key=lambda kv: kv[1])
-                value = {k: v for k, v in value.items() if k != "present_share"}
-                if shares:
-                    value["present_share"] = (f"{shares[0][1]:.2f} ({shares[0][0]}) to {shares[-1][1]:.2f} "
-                                              f"({shares[-1][0]}) over {len(shares)} concepts; --json lists each")
-            click.echo(f"{key}: {value}")
-        if show_concepts:
-            click.echo("concepts: " + ", ".join(idx.concepts))
+    cli.add_command(index)

@@ -4,115 +4,50 @@ Vectors (faiss), activations (numpy) and metadata (SQLite) change together: ever
 remove validates first, writes SQLite inside a transaction together with a generation
 counter, changes faiss, and commits only when both succeeded. Saved versions record the
 generation and counts of all three, and loading refuses a version where they disagree.
+
+The class holds the three stores and the one lock over them; the work lives beside it:
+saving and loading in :mod:`~ceir_sdk.index.persist`, concept-expression scoring and edits in
+:mod:`~ceir_sdk.index.concept_query`, shard-by-shard building in :mod:`~ceir_sdk.index.build`,
+the recorded model in :mod:`~ceir_sdk.index.encoder_ref`, results in :mod:`~ceir_sdk.index.results`.
+It still runs past 500 lines because add/remove (one transaction over three stores), lookups
+and the search entry points must hold that lock and its private state; split further, each
+piece would reach into the others' internals.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ceir_sdk._faiss import faiss  # one loader: a clear error without faiss, a warning with two builds
-from ceir_sdk._version import __version__
-from ceir_sdk.atomic import save_safetensors_file
-from ceir_sdk.errors import BadInputError, ConflictError, IncompatibleFileError
+from ceir_sdk.errors import BadInputError, IncompatibleFileError
 from ceir_sdk.index import persist
-from ceir_sdk.index.calibration import (
-    CALIBRATION_FILE,
-    LOG_PRESENT_PROBABILITY,
-    MIN_ITEMS,
-    N_COMPONENTS,
-    PRESENT_PROBABILITY,
-    PresenceCalibration,
+from ceir_sdk.index.build import fill_from_shards
+from ceir_sdk.index.calibration import MIN_ITEMS, N_COMPONENTS, PRESENT_PROBABILITY, PresenceCalibration
+from ceir_sdk.index.concept_query import (
+    RANKINGS,
+    check_rule,
+    concept_levels,
+    edit_activations,
+    score_concepts,
+    term_report,
+    top_rows,
 )
-from ceir_sdk.index.encoder import Encoder, as_encoder
-from ceir_sdk.index.encoder_ref import EncoderRef, encoder_for_add
+from ceir_sdk.index.encoder import Encoder, as_encoder, load_encoder
+from ceir_sdk.index.encoder_ref import EncoderRef, plan_add
 from ceir_sdk.index.explain import name_clusters, shared_concepts, top_concepts
-from ceir_sdk.index.expression import ConceptQuery, UnknownConceptError, parse_expression, suggest
+from ceir_sdk.index.expression import ConceptQuery, UnknownConceptError, parse_expression
 from ceir_sdk.index.metadata import MetadataStore
+from ceir_sdk.index.results import Hit, IndexClusters, Shard
 from ceir_sdk.index.vectors import VectorStore, choose_factory, train_sample_size
 
 Where = Mapping[str, Any] | None
-RANKINGS = ("calibrated", "margin")
-# What "present" means for matching: "calibrated" = P(present) >= 0.5 under the index's
-# presence calibration (z threshold when there is none); "threshold" = z above the threshold.
-PRESENCE_RULES = ("calibrated", "threshold")
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Hit:
-    """One result: the item, its score (higher is better) and the concepts behind the match.
-
-    Concept-expression hits also say whether the item ``matched`` (every + concept present,
-    every - concept absent), which rule decided presence (``presence``: "calibrated", i.e.
-    P(present) >= 0.5, or "threshold", i.e. z above the threshold) and, per term
-    (``terms``), its z-score, calibrated P(present) (None without a calibration), whether
-    the concept counts as ``present`` under that rule, and whether the term is ``met``
-    (None for unsigned terms). ``matched`` is exactly "every signed term met".
-    """
-
-    id: int
-    score: float
-    concepts: list[tuple[str, float]]
-    key: str | None = None
-    path: str | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
-    matched: bool | None = None
-    terms: list[dict[str, Any]] = field(default_factory=list)
-    presence: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "score": self.score, "key": self.key, "path": self.path,
-               "fields": self.fields, "concepts": [[c, v] for c, v in self.concepts]}
-        if self.matched is not None:
-            out["matched"] = self.matched
-            out["presence"] = self.presence
-            out["terms"] = self.terms
-        return out
-
-
-@dataclass
-class IndexClusters:
-    """k-means over an index: per-item assignment and concept names per cluster."""
-
-    ids: np.ndarray
-    assignment: np.ndarray
-    centroids: np.ndarray
-    names: list[str]
-    top_concepts: list[list[tuple[str, float]]]
-
-    @property
-    def sizes(self) -> list[int]:
-        return np.bincount(self.assignment, minlength=len(self.names)).tolist()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"k": len(self.names), "clusters": [
-            {"cluster": c, "name": self.names[c], "size": self.sizes[c],
-             "concepts": [[n, v] for n, v in self.top_concepts[c]]} for c in range(len(self.names))]}
-
-
-@dataclass
-class Shard:
-    """A piece of a large collection: latents, optional activations, ids and metadata."""
-
-    latents: np.ndarray
-    activations: np.ndarray | None = None
-    ids: np.ndarray | None = None
-    metadata: Sequence[Mapping[str, Any]] | None = None
-
-
-def _check_rule(rule: Any) -> str:
-    if rule not in PRESENCE_RULES:
-        raise BadInputError(f"presence rule {rule!r} is not one of {', '.join(PRESENCE_RULES)}")
-    return str(rule)
 
 
 def _as_matrix(x: Any, dim: int | None, what: str) -> np.ndarray:
@@ -157,7 +92,7 @@ class ConceptIndex:
         self.metric = metric
         self.factory = factory
         self.presence_threshold = float(presence_threshold)
-        self._presence_rule = _check_rule(presence_rule)
+        self._presence_rule = check_rule(presence_rule)
         self._encoder_ref: EncoderRef | None = None
         self._encoder: Encoder | None = as_encoder(encoder) if encoder is not None else None
         self._use_gpu = use_gpu
@@ -191,19 +126,14 @@ class ConceptIndex:
         index = cls(x.shape[1], concepts, metric=metric, factory=factory, encoder=encoder, use_gpu=use_gpu,
                     presence_rule=presence_rule)
         index.train(x, seed=seed, expected_size=len(x))
-        from tqdm.auto import tqdm
-
         ids_arr = index._new_ids(len(x), ids)
-        with tqdm(total=len(x), desc="index add", unit="vec", disable=not progress) as bar:
-            for start in range(0, len(x), shard_size):
-                end = min(len(x), start + shard_size)
-                index.add(x[start:end], None if activations is None else np.asarray(activations)[start:end],
-                          ids=ids_arr[start:end], metadata=None if metadata is None else metadata[start:end])
-                bar.update(end - start)
-        if tune:
-            index.tune(target_recall=target_recall, seed=seed)
-        index._calibrate_if_possible()
-        return index
+        shards = (Shard(x[start:start + shard_size],
+                        None if activations is None else np.asarray(activations)[start:start + shard_size],
+                        ids=ids_arr[start:start + shard_size],
+                        metadata=None if metadata is None else metadata[start:start + shard_size])
+                  for start in range(0, len(x), shard_size))
+        return fill_from_shards(index, shards, len(x), tune=tune, target_recall=target_recall, seed=seed,
+                                progress=progress)
 
     @classmethod
     def from_shards(cls, shards: Iterable[Shard | Mapping[str, Any]], dim: int, concepts: Sequence[str] = (), *,
@@ -212,39 +142,15 @@ class ConceptIndex:
                     presence_rule: str = "calibrated") -> ConceptIndex:
         """Build from an iterable of shards: buffer shards until the training sample is full,
         train, then add shard by shard (memory stays near one sample plus one shard)."""
-        from tqdm.auto import tqdm
-
         index = cls(dim, concepts, metric=metric, factory=factory, presence_rule=presence_rule)
         index.factory = factory or choose_factory(expected_size, dim)
-        need = max(1, train_sample_size(index.factory, expected_size))
-        pending: list[Shard] = []
-        buffered = 0
-        with tqdm(total=expected_size, desc="index add", unit="vec", disable=not progress) as bar:
-            for raw in shards:
-                shard = raw if isinstance(raw, Shard) else Shard(**dict(raw))
-                if index._store is None or not index._store.is_trained:
-                    pending.append(shard)
-                    buffered += len(shard.latents)
-                    if buffered < need:
-                        continue
-                    index.train(np.concatenate([np.asarray(s.latents, np.float32) for s in pending]),
-                                seed=seed, expected_size=expected_size)
-                    todo, pending = pending, []
-                else:
-                    todo = [shard]
-                for s in todo:
-                    index.add(s.latents, s.activations, ids=s.ids, metadata=s.metadata)
-                    bar.update(len(s.latents))
-            if pending:  # fewer vectors than a full training sample: train on what there is
-                index.train(np.concatenate([np.asarray(s.latents, np.float32) for s in pending]),
-                            seed=seed, expected_size=expected_size)
-                for s in pending:
-                    index.add(s.latents, s.activations, ids=s.ids, metadata=s.metadata)
-                    bar.update(len(s.latents))
-        if tune:
-            index.tune(target_recall=target_recall, seed=seed)
-        index._calibrate_if_possible()
-        return index
+        return fill_from_shards(index, shards, expected_size, tune=tune, target_recall=target_recall, seed=seed,
+                                progress=progress)
+
+    @property
+    def is_trained(self) -> bool:
+        """Whether the vector store exists and is trained (an empty new index is not)."""
+        return self._store is not None and self._store.is_trained
 
     def train(self, sample: np.ndarray, *, seed: int = 0, expected_size: int | None = None) -> None:
         """Create the faiss index (type by ``expected_size``) and train it on a sample."""
@@ -369,7 +275,7 @@ class ConceptIndex:
 
     @presence_rule.setter
     def presence_rule(self, rule: str) -> None:
-        self._presence_rule = _check_rule(rule)
+        self._presence_rule = check_rule(rule)
 
     def calibrate(self, activations: Any = None, *, n_components: int = N_COMPONENTS, seed: int = 0
                   ) -> PresenceCalibration:
@@ -450,12 +356,25 @@ class ConceptIndex:
             raise BadInputError("this index records no model; pass one (--model PATH, or index.encoder = ...)")
         return self._encoder_ref.locate(self._root)
 
+    def recorded_encoder(self, **overrides: Any) -> Encoder:
+        """The recorded model loaded with its recorded precision, ``overrides`` (providers, threads,
+        precision, ...) replacing what they name; a clear error when the index records none."""
+        if self._encoder_ref is None:
+            raise BadInputError("this index records no model; pass one (--model PATH, or index.encoder = ...)")
+        return self._encoder_ref.load(self._root, **overrides)
+
+    def plan_add(self, model: str | Path | None = None, *, precision: str | None = None,
+                 providers: str | list[str] | None = None, other_model: bool = False) -> tuple[Path, dict[str, Any]]:
+        """(model path, runtime options) for new items: the index's own model and precision unless
+        told otherwise; another model is refused unless ``other_model`` (see :func:`encoder_ref.plan_add`)."""
+        return plan_add(self._encoder_ref, self._root, model, precision=precision, providers=providers,
+                        other_model=other_model)
+
     def encoder_for_add(self, model: str | Path | None = None, *, precision: str | None = None,
                         providers: str | list[str] | None = None, other_model: bool = False) -> Encoder:
-        """The encoder for new items: the index's own model and precision unless told otherwise,
-        refusing another model unless ``other_model`` (see :func:`encoder_ref.encoder_for_add`)."""
-        return encoder_for_add(self._encoder_ref, self._root, model, precision=precision, providers=providers,
-                               other_model=other_model)
+        """The encoder for new items, as :meth:`plan_add` chooses it."""
+        where, options = self.plan_add(model, precision=precision, providers=providers, other_model=other_model)
+        return load_encoder(where, **options)
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         if self._sorter is None:
@@ -602,7 +521,7 @@ class ConceptIndex:
         """
         if ranking not in RANKINGS:
             raise BadInputError(f"ranking {ranking!r} is not one of {', '.join(RANKINGS)}")
-        rule = _check_rule(presence) if presence is not None else (
+        rule = check_rule(presence) if presence is not None else (
             "threshold" if threshold is not None else self.presence_rule)
         query = expression if isinstance(expression, ConceptQuery) else self.parse(expression)
         for t in query.terms:
@@ -611,95 +530,35 @@ class ConceptIndex:
         self._check_k(k)
         with self._lock:
             thr = self.presence_threshold if threshold is None else float(threshold)
-            thr_arr = np.broadcast_to(np.asarray(thr, dtype=np.float32), (len(self.concepts),))
-            margin, _ = query.evaluate(self._acts, self.concepts, thr_arr)
-            col = {c: j for j, c in enumerate(self.concepts)}
-            cols = [col[t.concept] for t in query.terms]
-            z = self._acts[:, cols]
-            need = ranking == "calibrated" or rule == "calibrated"
-            cal = self._calibrate_if_possible() if need else self.calibration
-            lp = lq = None
-            if cal is not None:
-                lp, lq = cal.log_presence(z, cols)
-            used = "calibrated" if rule == "calibrated" and lp is not None else "threshold"
-            # (N, T): the concept of each term present, and each term met; one rule for both
-            if used == "calibrated":
-                assert lp is not None
-                present: np.ndarray = np.asarray(lp >= LOG_PRESENT_PROBABILITY)
-                absent = ~present
-            else:
-                present = np.asarray(z > thr_arr[cols])
-                absent = np.asarray(z < thr_arr[cols])
-            met = np.ones_like(present)
-            for i, t in enumerate(query.terms):
-                if t.occur == "must":
-                    met[:, i] = present[:, i]
-                elif t.occur == "must_not":
-                    met[:, i] = absent[:, i]
-            matched = np.asarray(met.all(axis=1), dtype=bool)
-            if ranking == "calibrated" and lp is not None and lq is not None:
-                score = query.joint_log_probability(lp, lq)
-            else:
-                score = margin.astype(np.float64)
-            mask = matched.copy() if strict else np.ones(len(self), dtype=bool)
+            scores = score_concepts(query, self._acts, self.concepts, threshold=thr, rule=rule, ranking=ranking,
+                                    calibration=lambda needed: self._calibrate_if_possible() if needed
+                                    else self.calibration)
+            mask = scores.matched.copy() if strict else np.ones(len(self), dtype=bool)
             allowed = self._allowed(where)
             if allowed is not None:
                 mask &= np.isin(self._ids, allowed)
-            rows = np.flatnonzero(mask)
-            # ties in the score (e.g. items all near-certain) are broken by the margin
-            top = rows[np.lexsort((-margin[rows], -score[rows]))[:k]]
-            hits = self._hits(self._ids[top], score[top], None, 0)
+            top = top_rows(scores, mask, k)
+            hits = self._hits(self._ids[top], scores.score[top], None, 0)
             for h, r in zip(hits, top):
                 h.concepts = [(("NOT " if t.occur == "must_not" else "") + t.concept,
-                               round(float(z[r, i]), 4)) for i, t in enumerate(query.terms)]
-                h.matched = bool(matched[r])
-                h.presence = used
-                h.terms = [{"term": str(t), "concept": t.concept, "z": round(float(z[r, i]), 4),
-                            "p_present": None if lp is None else round(float(np.exp(lp[r, i])), 4),
-                            "present": bool(present[r, i]),
-                            "met": None if t.occur == "should" else bool(met[r, i])}
-                           for i, t in enumerate(query.terms)]
+                               round(float(scores.z[r, i]), 4)) for i, t in enumerate(query.terms)]
+                h.matched = bool(scores.matched[r])
+                h.presence = scores.used
+                h.terms = term_report(query, scores, int(r))
             return hits
 
     def concept_levels(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-concept 'absent' and 'present' levels (10th and 90th percentiles of the index)."""
         if self._quantiles is None:
-            if len(self) == 0:
-                raise BadInputError("the index is empty")
-            sample = self._acts
-            if len(sample) > 100_000:
-                sample = sample[np.random.default_rng(0).choice(len(sample), 100_000, replace=False)]
-            lo, hi = np.percentile(sample, [10, 90], axis=0)
-            self._quantiles = (lo.astype(np.float32), hi.astype(np.float32))
+            self._quantiles = concept_levels(self._acts)
         return self._quantiles
 
     def edit_concepts(self, activations: np.ndarray, *, add: Sequence[str] = (), remove: Sequence[str] = (),
                       set_values: Mapping[str, float] | None = None) -> np.ndarray:
         """CEIR label manipulation: raise added concepts to at least their 'present' level,
         lower removed ones to at most their 'absent' level, or set exact z-scores."""
-        a = np.array(activations, dtype=np.float32).reshape(-1)
-        if a.shape[0] != len(self.concepts):
-            raise BadInputError(f"activations have {a.shape[0]} values; the index has {len(self.concepts)} concepts")
-        if not (add or remove or set_values):
-            raise BadInputError("no concept edit given; name concepts to add, remove or set")
-        col = {c: j for j, c in enumerate(self.concepts)}
-        lo, hi = self.concept_levels()
-        names = [*add, *remove, *(set_values or {})]
-        for name in names:
-            if name not in col:
-                raise UnknownConceptError(
-                    f"unknown concept {name!r} in the edit.{suggest(name, self.concepts)} `ceir index info` lists "
-                    "the index's concepts")
-        both = set(add) & set(remove)
-        if both:
-            raise BadInputError(f"concepts both added and removed: {sorted(both)}")
-        for name in add:
-            a[col[name]] = max(a[col[name]], hi[col[name]])
-        for name in remove:
-            a[col[name]] = min(a[col[name]], lo[col[name]])
-        for name, v in (set_values or {}).items():
-            a[col[name]] = float(v)
-        return a
+        return edit_activations(activations, self.concepts, self.concept_levels, add=add, remove=remove,
+                                set_values=set_values)
 
     def search_like(self, item_id: int, k: int = 10, *, add: Sequence[str] = (), remove: Sequence[str] = (),
                     set_values: Mapping[str, float] | None = None, where: Where = None, encoder: Any = None,
@@ -791,61 +650,9 @@ class ConceptIndex:
         that directory's current version to still be the one read: if another process saved
         in between, :class:`ConflictError` is raised and nothing is written, rather than
         silently dropping that process's items. Load again and re-apply the change, or pass
-        ``force=True`` to replace the other version anyway.
+        ``force=True`` to replace the other version anyway. (How: :mod:`ceir_sdk.index.persist`.)
         """
-        root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
-        with self._lock, persist.save_lock(root):
-            if not force:
-                self._check_not_overtaken(root)
-            persist.clean_stale(root)
-            tmp, name = persist.begin_version(root)
-            try:
-                if self._store is not None:
-                    faiss.write_index(self._store.index, str(tmp / "vectors.faiss"))
-                save_safetensors_file({"ids": np.ascontiguousarray(self._ids),
-                                       "activations": np.ascontiguousarray(self._acts)}, tmp / "arrays.safetensors")
-                self._meta.save_to(tmp / "metadata.sqlite")
-                cal = self._calibrate_if_possible()
-                if cal is not None:
-                    (tmp / CALIBRATION_FILE).write_text(json.dumps(cal.to_json()), encoding="utf-8")
-                manifest = {
-                    "format": persist.FORMAT, "format_version": persist.FORMAT_VERSION,
-                    "ceir_sdk_version": __version__, "faiss_version": faiss.__version__,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "generation": self.generation, "count": len(self), "dim": self.dim,
-                    "metric": self.metric, "factory": self.factory, "concepts": self.concepts,
-                    "presence_threshold": self.presence_threshold, "presence_rule": self.presence_rule,
-                    "encoder": None if self._encoder_ref is None
-                    else self._encoder_ref.with_relative_path(root).to_json(),
-                    "search": {"nprobe": None if self._store is None else self._store.nprobe,
-                               "ef_search": None if self._store is None else self._store.ef_search},
-                    "tuning": self.tuning,
-                    "calibration": None if cal is None else CALIBRATION_FILE,
-                }
-                final = persist.commit_version(root, tmp, name, manifest)
-            except BaseException:
-                import shutil
-
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            persist.clean_stale(root)
-            self._root, self._read_version = root.resolve(), name
-            return final
-
-    def _check_not_overtaken(self, root: Path) -> None:
-        if self._read_version is None or self._root != root.resolve():
-            return  # a new index, or another directory: saving replaces what is there, as asked
-        try:
-            current = persist.read_pointer(root)["version"]
-        except IncompatibleFileError:
-            return
-        if current != self._read_version:
-            raise ConflictError(
-                f"{root} was saved by another writer since this index was read (it now holds {current}; "
-                f"this index was read as {self._read_version}); nothing was written. Load it again, re-apply "
-                "the change and save, or save(..., force=True) to replace that version"
-            )
+        return persist.save_index(self, path, force=force)
 
     @classmethod
     def load(cls, path: str | Path, *, version: int | str | None = None, verify_checksums: bool = True,
@@ -858,65 +665,5 @@ class ConceptIndex:
         cannot read is an error unless ``ignore_calibration=True`` (then refit it with
         ``index.calibrate()``).
         """
-        from safetensors.numpy import load_file
-
-        root = Path(path)
-        if version is None:
-            vname = persist.read_pointer(root)["version"]
-            loaded_current = True
-        else:
-            vname = version if isinstance(version, str) else persist.version_name(int(version))
-            loaded_current = False  # an explicit older version: saving it back is a deliberate rollback
-        vdir = root / vname
-        if not vdir.is_dir():
-            raise IncompatibleFileError(f"index version {vname} does not exist under {root}; "
-                                        f"versions present: {persist.versions(root)}")
-        m = persist.read_manifest(vdir, verify_checksums=verify_checksums)
-        try:
-            arrays = load_file(str(vdir / "arrays.safetensors"))
-        except Exception as exc:  # safetensors raises its own error types
-            raise IncompatibleFileError(f"{vdir / 'arrays.safetensors'} is unreadable: {exc}") from exc
-        threshold = float(m.get("presence_threshold", 0.0))
-        # saved before presence rules existed: "threshold" only where a non-default z threshold was chosen
-        rule = m.get("presence_rule", "threshold" if threshold != 0.0 else "calibrated")
-        if rule not in PRESENCE_RULES:
-            raise IncompatibleFileError(f"{vdir}: presence rule {rule!r} is not one of {', '.join(PRESENCE_RULES)}; "
-                                        "this ceir-sdk may be too old for the index")
-        index = cls(int(m["dim"]), m["concepts"], metric=m["metric"], factory=m["factory"], encoder=encoder,
-                    use_gpu=use_gpu, presence_threshold=threshold, presence_rule=rule)
-        index._ids = arrays["ids"].astype(np.int64)
-        index._acts = arrays["activations"].astype(np.float32).reshape(len(index._ids), len(index.concepts))
-        index._meta = MetadataStore.load_from(vdir / "metadata.sqlite")
-        if (vdir / "vectors.faiss").is_file():
-            try:
-                raw = faiss.read_index(str(vdir / "vectors.faiss"))
-            except RuntimeError as exc:
-                raise IncompatibleFileError(f"{vdir / 'vectors.faiss'} is unreadable: {exc}") from exc
-            search = m.get("search", {})
-            index._store = VectorStore(raw, m["metric"], m["factory"], nprobe=search.get("nprobe"),
-                                       ef_search=search.get("ef_search"), use_gpu=use_gpu)
-        index.generation = int(m["generation"])
-        index._root = root.resolve()
-        index._read_version = vname if loaded_current else None
-        index.tuning = m.get("tuning", {})
-        index.encoder_ref = m.get("encoder")  # the setter reads the manifest's JSON
-        if len(index._ids) != m["count"]:
-            raise IncompatibleFileError(f"{vdir}: manifest says {m['count']} items, arrays hold {len(index._ids)}")
-        index.check()
-        if "calibration" not in m:
-            if index.concepts:
-                index.calibration_note = (
-                    f"{vdir} was saved without a presence calibration (ceir-sdk {m.get('ceir_sdk_version')}); "
-                    "one is fitted from the stored activations at the first calibrated concept query. "
-                    "Save the index to keep it, or use ranking='margin' for the old scoring.")
-                log.warning("%s", index.calibration_note)
-        elif m["calibration"] and not ignore_calibration:
-            cpath = vdir / str(m["calibration"])
-            try:
-                data = json.loads(cpath.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise IncompatibleFileError(
-                    f"{cpath} is unreadable ({exc}); load with ignore_calibration=True and call "
-                    "index.calibrate()") from exc
-            index.calibration = PresenceCalibration.from_json(data, index.concepts, str(cpath))
-        return index
+        return persist.load_index(cls, path, version=version, verify_checksums=verify_checksums, encoder=encoder,
+                                  use_gpu=use_gpu, ignore_calibration=ignore_calibration)

@@ -106,14 +106,15 @@ class EncoderRef:
         return load_encoder(self.locate(index_root), **{**self.runtime_options(), **overrides})
 
 
-def encoder_for_add(ref: EncoderRef | None, index_root: Path | None, model: str | Path | None = None, *,
-                    precision: str | None = None, providers: str | list[str] | None = None,
-                    other_model: bool = False) -> Encoder:
-    """The encoder for items added to an index, reconciled with the one that built it.
+def plan_add(ref: EncoderRef | None, index_root: Path | None, model: str | Path | None = None, *,
+             precision: str | None = None, providers: str | list[str] | None = None,
+             other_model: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Which model, with which runtime options, embeds items added to an index: reconciled with
+    the one that built it, before any image is read.
 
     Without ``model``, the index's own model, with its recorded precision. A ``model`` that is
     not the recorded one (by fingerprint) is refused unless ``other_model`` (its latents would
-    not be comparable). A precision other than the recorded one is allowed but warned about.
+    not be comparable). A precision other than the recorded one is allowed with a RuntimeWarning.
     """
     if model is None and ref is None:
         raise BadInputError("this index records no model; pass one to embed the new items (--model PATH)")
@@ -135,9 +136,9 @@ def encoder_for_add(ref: EncoderRef | None, index_root: Path | None, model: str 
     if providers is not None:
         options["providers"] = providers
     if model is not None:
-        return load_encoder(model, **options)
+        return Path(model), options
     assert ref is not None
-    return load_encoder(ref.locate(index_root), **options)
+    return ref.locate(index_root), options
 
 
 def _providers(value: Any) -> str | tuple[str, ...] | None:

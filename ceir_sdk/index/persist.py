@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ceir_sdk.atomic import atomic_write_text, fsync_dir, sha256_file
 from ceir_sdk.errors import IncompatibleFileError
+
+if TYPE_CHECKING:
+    from ceir_sdk.index.concept_index import ConceptIndex
 
 FORMAT = "ceir-index"
 FORMAT_VERSION = 1
@@ -35,6 +39,7 @@ POINTER = "CURRENT"
 MANIFEST = "manifest.json"
 _VERSION_DIR = re.compile(r"^v(\d{6,})$")
 KEEP_VERSIONS = 2
+log = logging.getLogger(__name__)
 
 
 def fsync_file(path: Path) -> None:
@@ -174,3 +179,155 @@ def read_manifest(vdir: Path, verify_checksums: bool = True) -> dict[str, Any]:
         if verify_checksums and sha256_file(p) != info["sha256"]:
             raise IncompatibleFileError(f"{p} does not match its checksum; the index version was altered")
     return dict(manifest)
+
+
+# -- a ConceptIndex written to and read from a version -------------------------------------
+# These read and set the index's private stores: persistence is this module's job, and the
+# class keeps only save()/load() that call here.
+
+ARRAYS = "arrays.safetensors"
+VECTORS = "vectors.faiss"
+METADATA = "metadata.sqlite"
+
+
+def save_index(index: ConceptIndex, path: str | Path, *, force: bool = False) -> Path:
+    """Write ``index`` as a new version of ``path`` (see ``ConceptIndex.save``)."""
+    import time
+
+    import numpy as np
+
+    from ceir_sdk._faiss import faiss
+    from ceir_sdk._version import __version__
+    from ceir_sdk.atomic import save_safetensors_file
+    from ceir_sdk.index.calibration import CALIBRATION_FILE
+
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    with index._lock, save_lock(root):
+        if not force:
+            _check_not_overtaken(index, root)
+        clean_stale(root)
+        tmp, name = begin_version(root)
+        try:
+            store = index._store
+            if store is not None:
+                faiss.write_index(store.index, str(tmp / VECTORS))
+            save_safetensors_file({"ids": np.ascontiguousarray(index._ids),
+                                   "activations": np.ascontiguousarray(index._acts)}, tmp / ARRAYS)
+            index._meta.save_to(tmp / METADATA)
+            cal = index._calibrate_if_possible()
+            if cal is not None:
+                (tmp / CALIBRATION_FILE).write_text(json.dumps(cal.to_json()), encoding="utf-8")
+            ref = index.encoder_ref
+            manifest = {
+                "format": FORMAT, "format_version": FORMAT_VERSION,
+                "ceir_sdk_version": __version__, "faiss_version": faiss.__version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "generation": index.generation, "count": len(index), "dim": index.dim,
+                "metric": index.metric, "factory": index.factory, "concepts": index.concepts,
+                "presence_threshold": index.presence_threshold, "presence_rule": index.presence_rule,
+                "encoder": None if ref is None else ref.with_relative_path(root).to_json(),
+                "search": {"nprobe": None if store is None else store.nprobe,
+                           "ef_search": None if store is None else store.ef_search},
+                "tuning": index.tuning,
+                "calibration": None if cal is None else CALIBRATION_FILE,
+            }
+            final = commit_version(root, tmp, name, manifest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        clean_stale(root)
+        index._root, index._read_version = root.resolve(), name
+        return final
+
+
+def _check_not_overtaken(index: ConceptIndex, root: Path) -> None:
+    if index._read_version is None or index._root != root.resolve():
+        return  # a new index, or another directory: saving replaces what is there, as asked
+    try:
+        current = read_pointer(root)["version"]
+    except IncompatibleFileError:
+        return
+    if current != index._read_version:
+        from ceir_sdk.errors import ConflictError
+
+        raise ConflictError(
+            f"{root} was saved by another writer since this index was read (it now holds {current}; "
+            f"this index was read as {index._read_version}); nothing was written. Load it again, re-apply "
+            "the change and save, or save(..., force=True) to replace that version"
+        )
+
+
+def load_index(cls: type[ConceptIndex], path: str | Path, *, version: int | str | None = None,
+               verify_checksums: bool = True, encoder: Any = None, use_gpu: bool | None = None,
+               ignore_calibration: bool = False) -> ConceptIndex:
+    """Read a version of ``path`` into a new ``cls`` (see ``ConceptIndex.load``)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from ceir_sdk._faiss import faiss
+    from ceir_sdk.index.calibration import PresenceCalibration
+    from ceir_sdk.index.concept_query import PRESENCE_RULES
+    from ceir_sdk.index.metadata import MetadataStore
+    from ceir_sdk.index.vectors import VectorStore
+
+    root = Path(path)
+    if version is None:
+        vname = read_pointer(root)["version"]
+        loaded_current = True
+    else:
+        vname = version if isinstance(version, str) else version_name(int(version))
+        loaded_current = False  # an explicit older version: saving it back is a deliberate rollback
+    vdir = root / vname
+    if not vdir.is_dir():
+        raise IncompatibleFileError(f"index version {vname} does not exist under {root}; "
+                                    f"versions present: {versions(root)}")
+    m = read_manifest(vdir, verify_checksums=verify_checksums)
+    try:
+        arrays = load_file(str(vdir / ARRAYS))
+    except Exception as exc:  # safetensors raises its own error types
+        raise IncompatibleFileError(f"{vdir / ARRAYS} is unreadable: {exc}") from exc
+    threshold = float(m.get("presence_threshold", 0.0))
+    # saved before presence rules existed: "threshold" only where a non-default z threshold was chosen
+    rule = m.get("presence_rule", "threshold" if threshold != 0.0 else "calibrated")
+    if rule not in PRESENCE_RULES:
+        raise IncompatibleFileError(f"{vdir}: presence rule {rule!r} is not one of {', '.join(PRESENCE_RULES)}; "
+                                    "this ceir-sdk may be too old for the index")
+    index = cls(int(m["dim"]), m["concepts"], metric=m["metric"], factory=m["factory"], encoder=encoder,
+                use_gpu=use_gpu, presence_threshold=threshold, presence_rule=rule)
+    index._ids = arrays["ids"].astype(np.int64)
+    index._acts = arrays["activations"].astype(np.float32).reshape(len(index._ids), len(index.concepts))
+    index._meta = MetadataStore.load_from(vdir / METADATA)
+    if (vdir / VECTORS).is_file():
+        try:
+            raw = faiss.read_index(str(vdir / VECTORS))
+        except RuntimeError as exc:
+            raise IncompatibleFileError(f"{vdir / VECTORS} is unreadable: {exc}") from exc
+        search = m.get("search", {})
+        index._store = VectorStore(raw, m["metric"], m["factory"], nprobe=search.get("nprobe"),
+                                   ef_search=search.get("ef_search"), use_gpu=use_gpu)
+    index.generation = int(m["generation"])
+    index._root = root.resolve()
+    index._read_version = vname if loaded_current else None
+    index.tuning = m.get("tuning", {})
+    index.encoder_ref = m.get("encoder")  # the setter reads the manifest's JSON
+    if len(index._ids) != m["count"]:
+        raise IncompatibleFileError(f"{vdir}: manifest says {m['count']} items, arrays hold {len(index._ids)}")
+    index.check()
+    if "calibration" not in m:
+        if index.concepts:
+            index.calibration_note = (
+                f"{vdir} was saved without a presence calibration (ceir-sdk {m.get('ceir_sdk_version')}); "
+                "one is fitted from the stored activations at the first calibrated concept query. "
+                "Save the index to keep it, or use ranking='margin' for the old scoring.")
+            log.warning("%s", index.calibration_note)
+    elif m["calibration"] and not ignore_calibration:
+        cpath = vdir / str(m["calibration"])
+        try:
+            data = json.loads(cpath.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IncompatibleFileError(
+                f"{cpath} is unreadable ({exc}); load with ignore_calibration=True and call "
+                "index.calibrate()") from exc
+        index.calibration = PresenceCalibration.from_json(data, index.concepts, str(cpath))
+    return index
