@@ -18,6 +18,7 @@ import json
 import os
 import stat
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,65 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a written file's data to disk (before it is renamed into place or listed as done)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path, *, temp_name: Callable[[Path], Path] = sibling_name) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write by any means (a library's own writer);
+    on success it is fsynced and renamed over ``path``, on failure removed. ``temp_name`` names
+    the temporary (a caller that sweeps its own leftovers by pattern chooses the pattern)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        fsync_file(tmp)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def check_format(data: Any, fmt: str, version: int, where: str, *, upgrade: str) -> dict[str, Any]:
+    """``data`` (a manifest or config) must say ``"format": fmt`` with a ``format_version`` from 1
+    to ``version``; otherwise an IncompatibleFileError naming ``where`` and, for a newer version,
+    the way out (``upgrade``, e.g. "upgrade ceir-sdk or rebuild the index with this version")."""
+    from ceir_sdk.errors import IncompatibleFileError
+
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise IncompatibleFileError(f"{where} holds {found!r}, not a {fmt!r}")
+    got = data.get("format_version")
+    if not isinstance(got, int) or got > version or got < 1:
+        raise IncompatibleFileError(f"{where} has {fmt} format version {got}; this version reads {version}: {upgrade}")
+    return data
+
+
+def verify_files(root: Path, files: dict[str, Any], *, what: str, remedy: str,
+                 check_sums: bool = True) -> None:
+    """Every file a manifest lists (``{name: {"sha256": ..., "bytes": ...}}``) is present, of the
+    listed size where one is given, and (``check_sums``) matches its checksum; else an
+    IncompatibleFileError naming the file, ``what`` it belongs to and the ``remedy``."""
+    from ceir_sdk.errors import IncompatibleFileError
+
+    for name, entry in files.items():
+        path = root / name
+        if not path.is_file():
+            raise IncompatibleFileError(f"{what} {root} is missing {name}; {remedy}")
+        size = entry.get("bytes")
+        if size is not None and path.stat().st_size != size:
+            raise IncompatibleFileError(f"{path} has the wrong size ({path.stat().st_size} bytes, the manifest "
+                                        f"says {size}): {what} is damaged; {remedy}")
+        if check_sums and sha256_file(path) != entry.get("sha256"):
+            raise IncompatibleFileError(f"{path} does not match its checksum: {what} was altered or truncated; "
+                                        f"{remedy}. Refusing to load it.")

@@ -98,11 +98,32 @@ class LatentModel(Protocol):
 class Exporter(Protocol):
     """Writes a fitted model directory into a deployment format.
 
-    An exporter may also offer ``open(bundle_dir, **options)`` returning a runtime for what it
-    wrote (the ONNX exporter does: ``get_exporter("onnx").open(dir)``), so the core can run a
-    bundle without importing the plugin.
+    An exporter whose bundles the core should be able to use (``ceir index build --model
+    BUNDLE``, ``ceir explain BUNDLE``, ``load_encoder``) also implements :class:`BundleReader`:
+    the core then never needs to know the bundle's format.
     """
 
     name: str
 
     def export(self, model_dir: str | Path, out_dir: str | Path, **options: Any) -> Path: ...
+
+
+@runtime_checkable
+class BundleReader(Protocol):
+    """What the core asks of an exporter about the bundles it wrote (optional members of an Exporter)."""
+
+    def recognises(self, path: str | Path) -> bool:
+        """Whether ``path`` is a bundle of this exporter's format (cheap: no checksums)."""
+        ...
+
+    def fingerprint(self, path: str | Path) -> str | None:
+        """A string that changes whenever the bundle's numbers do (an index records it to notice a
+        re-export); None when the bundle does not say."""
+        ...
+
+    def open(self, path: str | Path, **options: Any) -> Any:
+        """The bundle loaded for inference: an object with ``concepts``, ``encode_images``,
+        ``encode_texts`` and ``concept_vector`` (an ``ceir_sdk.index.Encoder``); ``options`` are the
+        runtime's (precision, providers, threads, ...). ``encode_image_files`` and ``explain`` let
+        the CLI skip unreadable files and explain images."""
+        ...

@@ -15,8 +15,9 @@ import importlib.metadata
 import inspect
 import os
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -197,16 +198,13 @@ class PluginHost:
         registry: dict[str, dict[str, Registration]] = {kind: {} for kind in KIND_HOOKS}
         self._conflicts = {}
         for kind, hook_name in KIND_HOOKS.items():
-            caller = getattr(self.pm.hook, hook_name)
-            for impl in caller.get_hookimpls():
-                register = self._make_register(registry, kind, impl.plugin_name)
-                kwargs = {"register": register}
+            for plugin_name, caller in self._callers_one_by_one(hook_name):
                 try:
-                    impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
+                    caller(register=self._make_register(registry, kind, plugin_name))
                 except DuplicateNameError:
                     raise
                 except Exception as exc:
-                    self._record_failure(impl.plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                    self._record_failure(plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}")
         self._registry = registry
         return registry
 
@@ -242,6 +240,24 @@ class PluginHost:
         status.error = message if status.error is None else f"{status.error}; {message}"
         if strict_mode():
             raise PluginLoadError(f"plugin {plugin_name!r}: {message}")
+
+    def add_commands(self, cli: Any) -> None:
+        """Let every plugin add its click commands to ``cli``, through pluggy's hook caller, one
+        plugin at a time: one that raises is marked failed (``ceir plugins`` says why) and the
+        others' commands are still added."""
+        for plugin_name, caller in self._callers_one_by_one("register_commands"):
+            try:
+                caller(cli=cli)
+            except Exception as exc:
+                self._record_failure(plugin_name, f"register_commands raised {type(exc).__name__}: {exc}")
+
+    def _callers_one_by_one(self, hook_name: str) -> Iterator[tuple[str, Any]]:
+        """(plugin name, a hook caller that calls only that plugin's implementation)."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        everyone = [impl.plugin for impl in impls]
+        for impl in impls:
+            others = [plugin for plugin in everyone if plugin is not impl.plugin]
+            yield impl.plugin_name, self.pm.subset_hook_caller(hook_name, remove_plugins=others)
 
     def registrations(self, kind: str) -> dict[str, Registration]:
         if kind not in KIND_HOOKS:
@@ -354,3 +370,25 @@ def get_latent_model(spec: str, **options: Any) -> Any:
 
 def get_exporter(spec: str, **options: Any) -> Any:
     return resolve("exporter", spec, **options)
+
+
+def exporter_for(path: str | Path) -> tuple[str, Any] | None:
+    """(name, exporter) of the installed exporter that recognises ``path`` as its own bundle.
+
+    Exporters that cannot read back what they wrote (no ``recognises``) are passed over; one
+    that fails to build or to answer is reported with its plugin's name."""
+    host = get_host()
+    for name in sorted(host.registrations("exporter")):
+        exporter = host.resolve("exporter", name)
+        recognises = getattr(exporter, "recognises", None)
+        if recognises is None:
+            continue
+        try:
+            if recognises(path):
+                return name, exporter
+        except CeirError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"exporter {name!r} failed to tell whether {path} is its bundle: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    return None

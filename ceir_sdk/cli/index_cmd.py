@@ -1,4 +1,9 @@
-"""``ceir index build | add | remove | search | cluster | info``: the concept-aware FAISS index."""
+"""``ceir index build | add | remove | search | cluster | info``: the concept-aware FAISS index.
+
+Past 500 lines because six commands share the reading of their inputs (embedding files, JSONL
+metadata, image folders with class labels, --set fields, --where filters) and the printing of
+hits; what they do with an index is the library's (ceir_sdk.index), not this module's.
+"""
 
 from __future__ import annotations
 
@@ -188,7 +193,7 @@ def _encode_images(enc: Any, paths: list[str], on_error: str) -> tuple[Any, Any,
     from ceir_sdk.cli.logs import reported_here
 
     max_pixels = click.get_current_context().meta.get("max_pixels")
-    with reported_here("ceir_sdk.data", "ceir_onnx.runtime"):  # skips are reported just below
+    with reported_here("ceir_sdk.data"):  # skips are reported just below (bundle runtimes return, not log, them)
         acts, lat, kept, skipped = encode_files(paths, on_error=on_error, max_pixels=max_pixels)
     if skipped:
         shown = "; ".join(why if why.startswith(paths[i]) else f"{paths[i]}: {why}" for i, why in skipped[:5])
@@ -482,8 +487,8 @@ def search_cmd(index_dir: str, expression: str | None, text: str | None, image: 
 @click.option("--json", "as_json", is_flag=True)
 def cluster_cmd(index_dir: str, k: int, where: tuple[str, ...], seed: int, out: str | None, as_json: bool) -> None:
     """k-means over the index; clusters named by their concepts."""
+    from ceir_sdk.atomic import atomic_write_text
     from ceir_sdk.index import ConceptIndex
-    from ceir_sdk.index.persist import atomic_write_text
 
     idx = ConceptIndex.load(index_dir)
     res = idx.cluster(k, where=_parse_where(where), seed=seed)

@@ -52,12 +52,7 @@ def _add_core_commands() -> None:
 def _add_plugin_commands() -> None:
     from ceir_sdk.plugins import get_host
 
-    host = get_host()
-    for impl in host.pm.hook.register_commands.get_hookimpls():
-        try:
-            impl.function(cli=cli)
-        except Exception as exc:
-            host._record_failure(impl.plugin_name, f"register_commands raised {type(exc).__name__}: {exc}")
+    get_host().add_commands(cli)  # the host calls each plugin's hook and records a failing one
 
 
 _BUILT = False

@@ -127,7 +127,7 @@ def _save_array(path: Path, arrays: dict[str, Any], labels: dict[str, list[str]]
     with ``labels`` as JSON metadata): the forms `ceir index build --embeddings` reads."""
     import numpy as np
 
-    from ceir_sdk.model.fileio import atomic_write_bytes
+    from ceir_sdk.atomic import atomic_write_bytes
 
     labels = labels or {}
     buf = io.BytesIO()
@@ -276,21 +276,30 @@ def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split:
     click.echo(f"saved to {out_dir}")
 
 
+def _bundle_exporter(model_dir: Path) -> tuple[str, Any] | None:
+    """(name, exporter) when ``model_dir`` is an exported bundle (asked of the exporters), else None."""
+    if (model_dir / "config.json").is_file():
+        return None
+    from ceir_sdk.plugins import exporter_for
+
+    return exporter_for(model_dir)
+
+
 def _load_model(model_dir: Path) -> Any:
     from ceir_sdk.errors import BadInputError
 
-    if (model_dir / "manifest.json").is_file() and not (model_dir / "config.json").is_file():
+    if _bundle_exporter(model_dir) is not None:
         raise BadInputError(
             f"{model_dir} is an ONNX bundle, not a fitted model directory: `ceir encode/explain/cluster` run the torch "
-            "model. For a bundle use `ceir index build/search --model BUNDLE` or ceir_onnx.runtime.Runtime (no torch "
-            "needed), or pass the model directory the bundle was exported from"
+            "model. For a bundle use `ceir index build/search --model BUNDLE` or the exporter's runtime (no "
+            "torch needed), or pass the model directory the bundle was exported from"
         )
     try:
         from ceir_sdk.model import CEIRModel
     except ModuleNotFoundError as exc:  # torch is an extra of the core
         raise BadInputError(
             f"this command needs {exc.name} (the torch model); install it with pip install 'ceir-sdk[train]' "
-            "or serve an exported bundle with ceir_onnx.runtime.Runtime"
+            "or serve an exported bundle with its exporter's torch-free runtime (`ceir export onnx`)"
         ) from exc
     options = _parse_options(click.get_current_context().meta.get("backbone_options", ()), "--backbone-option")
     return CEIRModel.load(model_dir, backbone_options=options)
@@ -343,8 +352,16 @@ def encode_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, s
 def explain_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
                 image_size: str, features_path: Path | None, on_error: str, limit: int, top: int,
                 out_dir: Path | None) -> None:
-    """Signed concept contributions per image (integrated gradients) as text, JSON and PNG bars."""
-    from ceir_sdk.model.fileio import atomic_write_json
+    """Signed concept contributions per image (integrated gradients) as text, JSON and PNG bars.
+
+    MODEL_DIR may also be an exported bundle (no torch): each image's strongest, weakest and
+    present concepts by z-score, as text and explanations.json."""
+    from ceir_sdk.atomic import atomic_write_json
+
+    bundle = _bundle_exporter(model_dir)
+    if bundle is not None:
+        _explain_bundle(bundle[1], model_dir, inputs, dataset, features_path, on_error, limit, top, out_dir)
+        return
     from ceir_sdk.viz import plot_explanation
 
     model = _load_model(model_dir)
@@ -379,6 +396,42 @@ def explain_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, 
         click.echo(f"wrote {len(records)} explanations (PNG + explanations.json) to {out_dir}")
 
 
+def _explain_bundle(exporter: Any, bundle: Path, inputs: tuple[Path, ...], dataset: str | None,
+                    features_path: Path | None, on_error: str, limit: int, top: int, out_dir: Path | None) -> None:
+    """`ceir explain BUNDLE IMAGES`: the bundle's runtime names the concepts (torch-free)."""
+    from ceir_sdk.atomic import atomic_write_json
+    from ceir_sdk.cli.logs import reported_here
+    from ceir_sdk.data import as_dataset
+
+    if dataset is not None or features_path is not None or not inputs:
+        raise BadInputError(f"{bundle} is an exported bundle: give image files or folders to explain (--dataset and "
+                            "--features need the torch model directory it was exported from)")
+    runtime = exporter.open(bundle)
+    if not callable(getattr(runtime, "explain", None)) or not callable(getattr(runtime, "encode_image_files", None)):
+        raise BadInputError(f"the runtime that opens {bundle} cannot explain images; use the torch model directory")
+    paths = [str(p) for p in inputs]
+    refs = list(as_dataset(paths[0] if len(paths) == 1 else paths).refs())
+    files = [str(ref.path) for ref in refs[:limit] if ref.path]
+    max_pixels = click.get_current_context().meta.get("max_pixels")
+    with reported_here("ceir_sdk.data"):  # skips are echoed below
+        concepts, _, kept, skipped = runtime.encode_image_files(files, on_error=on_error, max_pixels=max_pixels)
+    for _position, why in skipped:
+        click.echo(f"skipped: {why}", err=True)
+    records = []
+    for row, e in zip(kept, runtime.explain(concepts=concepts, top_k=top), strict=True):
+        ident = files[row]
+        records.append({"image": ident, "top": [[c, v] for c, v in e.top], "absent": [[c, v] for c, v in e.absent],
+                        "present": [[c, v] for c, v in e.present]})
+        shown = ", ".join(f"{c} {v:+.2f}" for c, v in e.top)
+        click.echo(f"[{ident}] {shown}  (z-scores; present: {', '.join(c for c, _ in e.present[:top]) or 'none'})")
+    if len(refs) > limit:
+        click.echo(f"explained {len(records)} of {len(refs)} images (of the first {limit}, --limit); --limit N "
+                   "explains more")
+    if out_dir is not None:
+        atomic_write_json(out_dir / "explanations.json", records)
+        click.echo(f"wrote {len(records)} explanations (explanations.json; PNG bars need the torch model) to {out_dir}")
+
+
 @click.command("cluster")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_load_options
@@ -392,8 +445,8 @@ def cluster_cmd(model_dir: Path, inputs: tuple[Path, ...], dataset: str | None, 
                 image_size: str, features_path: Path | None, on_error: str, k: int, restarts: int | None,
                 seed: int, out_dir: Path) -> None:
     """k-means on the latent, clusters named by dominant concepts; writes JSON and a PNG profile."""
+    from ceir_sdk.atomic import atomic_write_json
     from ceir_sdk.model.cluster import DEFAULT_RESTARTS
-    from ceir_sdk.model.fileio import atomic_write_json
     from ceir_sdk.viz import plot_clusters
 
     model = _load_model(model_dir)

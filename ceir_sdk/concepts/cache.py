@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ceir_sdk.concepts._io import atomic_write_json
+from ceir_sdk.atomic import atomic_write_json
 
 log = logging.getLogger("ceir_sdk.concepts")
 

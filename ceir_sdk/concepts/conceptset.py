@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ceir_sdk.concepts._io import atomic_write_json
+from ceir_sdk.atomic import atomic_write_json
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 
 FORMAT = "ceir-concepts"

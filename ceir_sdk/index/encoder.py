@@ -82,11 +82,10 @@ class ModelEncoder:
 
 
 class RuntimeEncoder:
-    """Adapter for the ONNX runtime (``ceir_onnx.runtime.Runtime``); no torch.
+    """Adapter for what an exporter's ``open()`` returns (the ONNX runtime of ceir-onnx); no torch.
 
-    Images go through the bundle's image graph. Texts and edited concepts need graphs a
-    bundle may not carry; the runtime's own ``encode_texts`` / ``concept_vector`` are used
-    when present, otherwise a clear error says what is missing.
+    The runtime is an Encoder itself; this wrapper keeps the older API (``.runtime``) and turns
+    a graph the bundle lacks into a clear error naming the way out.
     """
 
     def __init__(self, runtime: Any) -> None:
@@ -94,23 +93,22 @@ class RuntimeEncoder:
         self.concepts: list[str] = list(runtime.concepts)
 
     def encode_images(self, images: Any) -> Pair:
-        z, lat = self.runtime.embed(images, output="both")
+        z, lat = self.runtime.encode_images(images)
         return np.asarray(z, np.float32), np.asarray(lat, np.float32)
 
     def encode_image_files(self, paths: Sequence[str], *, on_error: str = "fail",
                            max_pixels: int | None = None) -> Skippable:
         """Like encode_images for files, with the data layer's policy for unreadable ones."""
-        emb = self.runtime.embed_all(list(paths), progress=True, on_error=on_error, max_pixels=max_pixels)
-        kept = list(emb.kept) if emb.kept else list(range(len(emb.latent)))
-        return (np.asarray(emb.concepts, np.float32), np.asarray(emb.latent, np.float32), kept,
-                list(emb.skipped))
+        z, lat, kept, skipped = self.runtime.encode_image_files(list(paths), on_error=on_error,
+                                                                max_pixels=max_pixels)
+        return np.asarray(z, np.float32), np.asarray(lat, np.float32), list(kept), list(skipped)
 
     def encode_texts(self, texts: Sequence[str]) -> Pair:
         fn = getattr(self.runtime, "encode_texts", None)
         if fn is None:
             raise BadInputError(
-                "this ONNX bundle cannot map text into the latent space (no text-to-concepts graph); "
-                "re-export it with a newer ceir-onnx or query with the torch model"
+                "this bundle cannot map text into the latent space (no text-to-concepts graph); "
+                "re-export it with a newer exporter or query with the torch model"
             )
         z, lat = fn(list(texts))
         return np.asarray(z, np.float32), np.asarray(lat, np.float32)
@@ -119,8 +117,8 @@ class RuntimeEncoder:
         fn = getattr(self.runtime, "concept_vector", None)
         if fn is None:
             raise BadInputError(
-                "this ONNX bundle has no concepts-to-latent graph, needed for concept edits; "
-                "re-export it with a newer ceir-onnx or use the torch model"
+                "this bundle has no concepts-to-latent graph, needed for concept edits; "
+                "re-export it with a newer exporter or use the torch model"
             )
         return np.asarray(fn(np.asarray(activations, np.float32)), np.float32)
 
@@ -156,10 +154,10 @@ class FunctionEncoder:
 
 
 def as_encoder(obj: Any) -> Encoder:
-    """Wrap a CEIRModel or ONNX Runtime (or pass an Encoder through)."""
+    """Wrap a CEIRModel or a bundle runtime (or pass an Encoder through)."""
     if hasattr(obj, "encode_features") and hasattr(obj, "latent_model"):
         return ModelEncoder(obj)
-    if hasattr(obj, "embed") and hasattr(obj, "embed_texts"):
+    if hasattr(obj, "encode_images") and hasattr(obj, "embed_texts"):  # a runtime an exporter opened
         return RuntimeEncoder(obj)
     if isinstance(obj, Encoder):
         return obj
@@ -169,45 +167,66 @@ def as_encoder(obj: Any) -> Encoder:
     )
 
 
+#: The core's own format: a fitted model directory (``CEIRModel.save``). Bundles are the
+#: exporters' formats; the core asks them (``recognises``/``fingerprint``/``open``).
+MODEL_KIND = "ceir-model"
+
+
+def _is_model_dir(p: Path) -> bool:
+    try:
+        return bool(json.loads((p / "config.json").read_text(encoding="utf-8")).get("format") == MODEL_KIND)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def encoder_kind(path: str | Path) -> str:
-    """'ceir-model' or 'onnx-bundle', read from the directory's JSON."""
+    """'ceir-model', or '<exporter>-bundle' for a bundle an installed exporter recognises."""
+    from ceir_sdk.plugins import exporter_for
+
     p = Path(path)
-    for name, fmt, kind in (("config.json", "ceir-model", "ceir-model"),
-                            ("manifest.json", "ceir-onnx-bundle", "onnx-bundle")):
-        f = p / name
-        if f.is_file():
-            try:
-                if json.loads(f.read_text(encoding="utf-8")).get("format") == fmt:
-                    return kind
-            except ValueError:
-                continue
-    raise IncompatibleFileError(f"{p} is neither a fitted CEIR model directory nor an ONNX bundle")
+    if _is_model_dir(p):
+        return MODEL_KIND
+    found = exporter_for(p)
+    if found is not None:
+        return f"{found[0]}-bundle"
+    raise IncompatibleFileError(_not_an_encoder(p))
+
+
+def _not_an_encoder(p: Path) -> str:
+    from ceir_sdk.plugins import get_host
+
+    readers = sorted(get_host().registrations("exporter"))
+    return (f"{p} is neither a fitted CEIR model directory nor a bundle that an installed exporter recognises "
+            f"(exporters installed: {', '.join(readers) or 'none'}); an ONNX bundle needs the onnx exporter: "
+            "pip install 'ceir-sdk[onnx]'")
 
 
 def model_fingerprint(path: str | Path) -> str | None:
-    """What identifies a fitted model's numbers: the weights' checksum of a model directory, the
-    fp32 image graph's of a bundle (it holds the backbone, the concept head and the latent
-    encoder). None when the directory does not say."""
+    """What identifies a fitted model's numbers: the weights' checksum of a model directory, what
+    the bundle's exporter names for a bundle. None when the directory does not say."""
+    from ceir_sdk.plugins import exporter_for
+
     p = Path(path)
-    try:
-        if encoder_kind(p) == "ceir-model":
+    if _is_model_dir(p):
+        try:
             config = json.loads((p / "config.json").read_text(encoding="utf-8"))
             return str(config["files"]["weights.safetensors"]["sha256"])
-        manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
-        image = manifest["graphs"]["image"]["variants"]["fp32"]["file"]
-        return str(manifest["files"][image]["sha256"])
-    except (KeyError, TypeError, ValueError, OSError, IncompatibleFileError):
-        return None
+        except (KeyError, TypeError, ValueError, OSError):
+            return None
+    found = exporter_for(p)
+    return None if found is None else found[1].fingerprint(p)
 
 
 def load_encoder(path: str | Path, **runtime_options: Any) -> Encoder:
-    """Load a model directory (torch) or an ONNX bundle (no torch) as an Encoder.
+    """Load a model directory (torch) or a bundle (through the exporter that wrote it; no torch).
 
-    ``runtime_options`` (precision, providers, threads, ...) go to the ONNX runtime; they do
+    ``runtime_options`` (precision, providers, threads, ...) go to the bundle's runtime; they do
     not apply to a torch model directory.
     """
-    kind = encoder_kind(path)
-    if kind == "ceir-model":
+    from ceir_sdk.plugins import exporter_for
+
+    p = Path(path)
+    if _is_model_dir(p):
         if runtime_options:
             raise BadInputError(
                 f"{path} is a torch model directory; {', '.join(sorted(runtime_options))} apply to ONNX bundles "
@@ -216,14 +235,7 @@ def load_encoder(path: str | Path, **runtime_options: Any) -> Encoder:
         from ceir_sdk.model import CEIRModel
 
         return ModelEncoder(CEIRModel.load(path))
-    # Through the registry, so the core never imports the exporter plugin itself.
-    from ceir_sdk.errors import UnknownNameError
-    from ceir_sdk.plugins import get_exporter
-
-    try:
-        exporter = get_exporter("onnx")
-    except UnknownNameError as exc:
-        raise BadInputError(
-            f"{path} is an ONNX bundle; install ceir-onnx to use it: pip install 'ceir-sdk[onnx]'"
-        ) from exc
-    return RuntimeEncoder(exporter.open(path, **runtime_options))
+    found = exporter_for(p)
+    if found is None:
+        raise BadInputError(_not_an_encoder(p))
+    return as_encoder(found[1].open(p, **runtime_options))

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ceir_sdk.atomic import atomic_write_text, fsync_dir, sha256_file
+from ceir_sdk.atomic import atomic_write_text, check_format, fsync_dir, fsync_file, sha256_file, verify_files
 from ceir_sdk.errors import IncompatibleFileError
 
 if TYPE_CHECKING:
@@ -40,14 +40,6 @@ MANIFEST = "manifest.json"
 _VERSION_DIR = re.compile(r"^v(\d{6,})$")
 KEEP_VERSIONS = 2
 log = logging.getLogger(__name__)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def versions(root: Path) -> list[int]:
@@ -164,20 +156,10 @@ def read_manifest(vdir: Path, verify_checksums: bool = True) -> dict[str, Any]:
         raise IncompatibleFileError(f"{vdir} has no {MANIFEST}; it is not a complete index version") from exc
     except ValueError as exc:
         raise IncompatibleFileError(f"{vdir / MANIFEST} is not valid JSON: {exc}") from exc
-    if manifest.get("format") != FORMAT:
-        raise IncompatibleFileError(f"{vdir} holds {manifest.get('format')!r}, not a {FORMAT!r}")
-    fv = manifest.get("format_version")
-    if not isinstance(fv, int) or fv > FORMAT_VERSION or fv < 1:
-        raise IncompatibleFileError(
-            f"{vdir} has index format version {fv}; this ceir-sdk reads version {FORMAT_VERSION}. "
-            "Upgrade ceir-sdk (or rebuild the index with this version)."
-        )
-    for name, info in manifest.get("files", {}).items():
-        p = vdir / name
-        if not p.is_file() or p.stat().st_size != info["bytes"]:
-            raise IncompatibleFileError(f"{p} is missing or has the wrong size; the index version is damaged")
-        if verify_checksums and sha256_file(p) != info["sha256"]:
-            raise IncompatibleFileError(f"{p} does not match its checksum; the index version was altered")
+    check_format(manifest, FORMAT, FORMAT_VERSION, str(vdir),
+                 upgrade="Upgrade ceir-sdk (or rebuild the index with this version).")
+    verify_files(vdir, manifest.get("files", {}), what="the index version", check_sums=verify_checksums,
+                 remedy="load an older version with version=N, or rebuild the index")
     return dict(manifest)
 
 

@@ -66,9 +66,15 @@ def test_cli_search_without_precision_uses_the_recorded_graph(bundle: Path, fold
 
 
 def test_encoder_ref_round_trips_and_honours_providers(bundle: Path, tmp_path: Path) -> None:
+    from ceir_onnx.export import OnnxExporter
+
+    from ceir_sdk.contracts import BundleReader
     from ceir_sdk.index import EncoderRef
 
+    exporter = OnnxExporter()
+    assert isinstance(exporter, BundleReader) and exporter.recognises(bundle) and not exporter.recognises(tmp_path)
     ref = EncoderRef.for_model(bundle, precision="int8", providers="cpu")
+    assert ref.fingerprint == exporter.fingerprint(bundle)
     assert ref.kind == "onnx-bundle" and ref.fingerprint and ref.path == str(bundle.resolve())
     again = EncoderRef.from_json(ref.to_json())
     assert again == ref

@@ -15,17 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ceir_sdk.atomic import make_staging_dir, sha256_file
+from ceir_sdk.atomic import check_format, fsync_file, make_staging_dir, sha256_file, verify_files
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 
 FORMAT = "ceir-onnx-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
 
 
 @contextmanager
@@ -45,7 +40,7 @@ def staged_directory(out_dir: str | Path, *, overwrite: bool) -> Iterator[Path]:
         yield stage
         for item in stage.iterdir():
             if item.is_file():
-                _fsync_file(item)
+                fsync_file(item)
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -62,7 +57,26 @@ def file_entry(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def read_manifest(bundle_dir: str | Path, *, verify: bool = True) -> dict[str, Any]:
+def recognises(path: str | Path) -> bool:
+    """Whether ``path`` holds a manifest of this format (cheap: no checksums)."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
+def fingerprint(path: str | Path) -> str | None:
+    """The checksum of the fp32 image graph (backbone, concept head and latent encoder in one)."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
+        image = manifest["graphs"]["image"]["variants"]["fp32"]["file"]
+        return str(manifest["files"][image]["sha256"])
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+
+
+def read_manifest(bundle_dir: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
     """Read and check a bundle's manifest; with ``verify`` also every file's checksum."""
     root = Path(bundle_dir)
     path = root / MANIFEST
@@ -74,27 +88,15 @@ def read_manifest(bundle_dir: str | Path, *, verify: bool = True) -> dict[str, A
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise IncompatibleFileError(f"{path} is not valid JSON ({exc}); re-export the bundle") from exc
-    if manifest.get("format") != FORMAT:
-        raise IncompatibleFileError(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise IncompatibleFileError(
-            f"{path}: bundle format_version {version!r} is newer than this runtime reads "
-            f"({FORMAT_VERSION}); upgrade ceir-onnx or re-export with this version"
-        )
+    check_format(manifest, FORMAT, FORMAT_VERSION, str(path),
+                 upgrade="the bundle is newer than this runtime reads; upgrade ceir-onnx or re-export with this "
+                         "version")
     if verify:
-        verify_files(root, manifest)
+        verify_files_of(root, manifest)
     return manifest
 
 
-def verify_files(root: Path, manifest: dict[str, Any]) -> None:
-    for name, entry in manifest.get("files", {}).items():
-        file = root / name
-        if not file.is_file():
-            raise IncompatibleFileError(f"bundle {root} is missing {name}; re-export or copy it completely")
-        actual = sha256_file(file)
-        if actual != entry.get("sha256"):
-            raise IncompatibleFileError(
-                f"bundle file {file} does not match its checksum in {MANIFEST} (it was altered or "
-                "truncated); re-export the bundle or copy it again. Refusing to load it."
-            )
+def verify_files_of(root: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists is present and matches its checksum."""
+    verify_files(root, manifest.get("files", {}), what="bundle",
+                 remedy="re-export the bundle or copy it again completely")

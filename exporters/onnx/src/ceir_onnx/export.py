@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ceir_onnx import __version__
-from ceir_onnx.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_entry, staged_directory
+from ceir_onnx.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_entry, fingerprint, recognises, staged_directory
 from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one
 from ceir_onnx.variants import agreement, convert_fp16, quantize_int8, run_graph
 from ceir_sdk.atomic import atomic_write_json
@@ -433,9 +433,21 @@ class OnnxExporter:
     def export(self, model_dir: str | Path, out_dir: str | Path, **options: Any) -> Path:
         return export_model_dir(model_dir, out_dir, **{**self.defaults, **options})
 
+    # What the core needs to use a bundle without knowing its format (contracts.Exporter):
+    # recognise one, name the numbers in it, and open it as an Encoder.
+    def recognises(self, path: str | Path) -> bool:
+        """Whether ``path`` is a bundle this exporter wrote (its manifest says so; nothing verified)."""
+        return recognises(path)
+
+    def fingerprint(self, path: str | Path) -> str | None:
+        """The fp32 image graph's checksum: it holds the backbone, the concept head and the latent
+        encoder, so it changes whenever the model's numbers do. None when the manifest does not say."""
+        return fingerprint(path)
+
     def open(self, bundle_dir: str | Path, **options: Any) -> Any:
         """Load a bundle with the torch-free runtime, so the core can use one without
-        importing this plugin: ``get_exporter("onnx").open(bundle_dir)``.
+        importing this plugin: ``get_exporter("onnx").open(bundle_dir)``. The runtime is
+        an Encoder (``ceir_sdk.index.Encoder``) as well as the full API.
 
         ``options`` go to :class:`ceir_onnx.runtime.Runtime` (precision, providers,
         threads, spinning, batch_size, decode_workers, verify, on_error)."""

@@ -6,33 +6,21 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ceir_sdk.atomic import fsync_dir
+from ceir_sdk.atomic import replacing as atomic_replacing
 
 
 def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-@contextlib.contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success fsync it and rename it over ``path``."""
-    tmp = temp_name(path)
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+def replacing(path: Path) -> contextlib.AbstractContextManager[Path]:
+    """Yield a temporary path to write; on success fsync it and rename it over ``path``
+    (ceir_sdk.atomic.replacing, with temporaries remove_stale_temps can find)."""
+    return atomic_replacing(path, temp_name=temp_name)
 
 
 def write_json(path: Path, data: Any) -> None:

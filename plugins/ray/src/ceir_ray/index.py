@@ -12,7 +12,6 @@ numbers, which :meth:`ceir_ray.shards.ShardSet.ids_for` maps back to ids.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ import numpy as np
 
 from ceir_ray.atomic import remove_stale_temps, write_json, write_with
 from ceir_ray.shards import ShardSet, column_matrix
+from ceir_sdk.atomic import check_format, sha256_file
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 
 FORMAT = "ceir-shard-index"
@@ -207,20 +207,12 @@ def _save(out: Path, index: Any, info: dict[str, Any]) -> None:
     # A fresh name per save: the old file stays loadable until index.json points elsewhere.
     name = f"index-{uuid.uuid4().hex[:16]}.faiss"
     write_with(out / name, lambda tmp: faiss.write_index(index, str(tmp)))
-    info["sha256"] = _sha256(out / name)
+    info["sha256"] = sha256_file(out / name)
     info["file"] = name
     write_json(out / "index.json", info)
     for old in out.glob("index-*.faiss"):
         if old.name != name:
             old.unlink()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_index(index_dir: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
@@ -230,9 +222,8 @@ def load_index(index_dir: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     path = Path(index_dir) / "index.json"
     if not path.exists():
         raise BadInputError(f"{index_dir} is not a shard index (no index.json); run `ceir scale index` first")
-    info = json.loads(path.read_text("utf-8"))
-    if info.get("format") != FORMAT or int(info.get("format_version", 0)) > FORMAT_VERSION:
-        raise IncompatibleFileError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} file; upgrade ceir-ray")
+    info = check_format(json.loads(path.read_text("utf-8")), FORMAT, FORMAT_VERSION, str(path),
+                        upgrade="upgrade ceir-ray, or rebuild with `ceir scale index`")
     file = Path(index_dir) / info["file"]
     if not file.exists():
         raise IncompatibleFileError(f"{file} is missing; rebuild with `ceir scale index`")
