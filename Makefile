@@ -6,10 +6,12 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 CONSTRAINTS := constraints/dev.txt
 STAMP := $(VENV)/.ceir-installed
-LOCAL_PACKAGES := '.[cpu]' plugins/open-clip plugins/vae plugins/openai plugins/anthropic plugins/static \
-	plugins/ray exporters/onnx tests/plugin_fixtures/ceir-test-plugin tests/plugin_fixtures/ceir-broken-plugin
+LOCAL_PACKAGES := '.[cpu,report]' plugins/open-clip plugins/vae plugins/openai plugins/anthropic plugins/static \
+	plugins/ray exporters/onnx
+# The plugins under tests/plugin_fixtures are not installed: tests/conftest.py exposes them to the
+# test session only, so `ceir --help` in this venv lists the product's commands alone.
 PROJECT_FILES := pyproject.toml requirements-dev.txt $(CONSTRAINTS) \
-	$(wildcard plugins/*/pyproject.toml exporters/*/pyproject.toml tests/plugin_fixtures/*/pyproject.toml)
+	$(wildcard plugins/*/pyproject.toml exporters/*/pyproject.toml)
 export HF_HUB_OFFLINE := 1
 
 .PHONY: venv browser demo test lint typecheck pytest bench bench-quick clean

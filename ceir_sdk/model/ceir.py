@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ceir_sdk._version import __version__
 from ceir_sdk.errors import BadInputError, IncompatibleFileError, PluginError, UnknownNameError
 from ceir_sdk.model.bottleneck import BottleneckConfig, ConceptBottleneck, ConceptHead
 from ceir_sdk.model.cluster import DEFAULT_RESTARTS, ClusterResult, kmeans, name_clusters
 from ceir_sdk.model.explain import Explanation, integrated_gradients
-from ceir_sdk.model.fileio import (
-    atomic_write_bytes,
-    atomic_write_json,
-    read_checked_tensors,
-    read_json,
-    sha256_bytes,
-    tensors_to_bytes,
-)
-from ceir_sdk.model.presence import METHOD as PRESENCE_METHOD
-from ceir_sdk.model.presence import fit_presence_thresholds, thresholds_from_json
+from ceir_sdk.model.persist import _install_hint, _jsonable
 
-FORMAT = "ceir-model"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
 MIN_TRAIN = 10
 
 Output = str  # "latent" | "concepts" | "both"
@@ -266,68 +249,10 @@ class CEIRModel:
         (projection early stopping, interpretability cutoff, VAE early stopping); no
         evaluation data enters. ``concept_embeddings`` (C, D) skips encoding the concept texts.
         """
-        phrases = clean_concepts(concepts)
-        dim = None
-        if concept_embeddings is not None:
-            dim = int(np.asarray(concept_embeddings).shape[1])
-        elif self._backbone is not None or self._backbone_spec is not None:
-            dim = int(self.backbone.embed_dim)
-        x = _features(features, dim)
-        t0 = time.perf_counter()
-        if concept_embeddings is None:
-            text = self._embed_concepts(phrases)
-        else:
-            text = np.asarray(concept_embeddings, dtype=np.float32)
-        if text.shape != (len(phrases), x.shape[1]):
-            raise BadInputError(
-                f"concept embeddings have shape {text.shape}; expected ({len(phrases)}, {x.shape[1]})"
-            )
-        text_s = time.perf_counter() - t0
-        train_idx, val_idx = self.split_indices(len(x))
-        x_tr, x_val = x[train_idx], x[val_idx]
+        from ceir_sdk.model.fit import fit_features
 
-        t0 = time.perf_counter()
-        self.bottleneck.fit(x_tr, x_val, text, phrases, seed=self.seed, progress=progress)
-        bottleneck_s = time.perf_counter() - t0
-        assert self.bottleneck.kept_index is not None
-        kept_text = text[self.bottleneck.kept_index]
-        self._text_stats = None
-        self._text_embeddings = (
-            kept_text / np.maximum(np.linalg.norm(kept_text, axis=1, keepdims=True), 1e-12)
-        ).astype(np.float32)
-
-        from ceir_sdk.plugins import get_latent_model
-
-        t0 = time.perf_counter()
-        z_tr = self.bottleneck.transform(x_tr)
-        latent = get_latent_model(self.latent_name, **self.latent_options)
-        latent.fit(z_tr, x_val=self.bottleneck.transform(x_val), seed=self.seed, progress=progress)
-        _check_latent_model(self.latent_name, latent, z_tr[:8])
-        latent_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        self.presence_thresholds = fit_presence_thresholds(z_tr, self.concepts, seed=self.seed)
-        presence_s = time.perf_counter() - t0
-        self.latent_model = latent
-        self._head = None
-        self.label_information = dict(label_information or {
-            "class_names_in_prompts": None, "class_names_in_concepts": None,
-            "note": "not stated by the caller",
-        })
-        self.label_information["labels_used_in_fit"] = False
-        self.provenance = {
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "data": data_description,
-            "n_train": len(train_idx),
-            "n_validation": len(val_idx),
-            "val_fraction": self.val_fraction,
-            "seed": self.seed,
-            "concepts_given": len(phrases),
-            "bottleneck": self.bottleneck.report.as_dict(),
-            "latent_history": getattr(latent, "history", {}),
-            "timings_s": {"concept_text": text_s, "bottleneck": bottleneck_s, "latent": latent_s,
-                          "presence": presence_s},
-        }
-        return self
+        return fit_features(self, features, concepts, concept_embeddings=concept_embeddings, progress=progress,
+                            label_information=label_information, data_description=data_description)
 
     def _embed_concepts(self, phrases: list[str]) -> np.ndarray:
         """Text embeddings of the phrases: one template as is, several averaged after normalising."""
@@ -501,44 +426,12 @@ class CEIRModel:
         sizes = np.bincount(labels, minlength=k).tolist()
         return ClusterResult(labels, centroids, inertia, names, sizes)
 
-    # -- persistence ----------------------------------------------------------------------
+    # -- persistence (ceir_sdk.model.persist; the config's schema and defaults: ceir_sdk.model.config) --
     def save(self, directory: str | Path) -> Path:
         """Write config.json + weights.safetensors (each file replaced atomically, config last)."""
-        self._require_fitted()
-        out = Path(directory)
-        latent_config, latent_tensors = self.latent_model.state()
-        tensors: dict[str, np.ndarray] = {f"bottleneck.{k}": v for k, v in self.bottleneck.tensors().items()}
-        tensors.update({f"latent.{k}": v for k, v in latent_tensors.items()})
-        tensors["concept_text_embeddings"] = self.concept_text_embeddings()
-        data = tensors_to_bytes(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-        backbone_spec = self._backbone.spec() if self._backbone is not None else self._backbone_spec
-        config = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "ceir_sdk_version": __version__,
-            "backbone": backbone_spec,
-            "plugins": {kind: origin for kind, name in (("backbone", (backbone_spec or {}).get("name")),
-                                                         ("latent_model", self.latent_name))
-                        if (origin := _plugin_origin(kind, name)) is not None},
-            "backbone_options": _json_options({k: v for k, v in self.backbone_options.items()
-                                               if k not in MACHINE_BACKBONE_OPTIONS}),
-            "feature_dim": self.feature_dim,
-            "concepts": self.concepts,
-            "bottleneck": asdict(self.bottleneck.config),
-            "latent_model": {"name": self.latent_name, "options": self.latent_options, "config": latent_config,
-                             "latent_dim": int(self.latent_model.latent_dim)},
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-            "concept_template": self.concept_template,
-            "presence": {"method": PRESENCE_METHOD, "thresholds": self.presence_thresholds,
-                         "by_parts": self.presence_by_parts},
-            "label_information": self.label_information,
-            "provenance": self.provenance,
-            "files": {WEIGHTS_FILE: {"sha256": sha256_bytes(data)}},
-        }
-        atomic_write_bytes(out / WEIGHTS_FILE, data)
-        atomic_write_json(out / CONFIG_FILE, _jsonable(config))
-        return out
+        from ceir_sdk.model.persist import save_model
+
+        return save_model(self, directory)
 
     @classmethod
     def load(cls, directory: str | Path, *, backbone: Any = None,
@@ -549,133 +442,10 @@ class CEIRModel:
         was fitted with (``backbone_options`` adds to or overrides them, e.g. a device), and it
         must match the saved spec. ``backbone`` passes an object instead, unchecked.
         """
-        d = Path(directory)
-        if not d.is_dir():
-            raise IncompatibleFileError(f"{d} is not a directory; a CEIR model is saved as a directory")
-        what = f"CEIR model {d}"
-        cfg = read_json(d / CONFIG_FILE, what)
-        if cfg.get("format") != FORMAT:
-            raise IncompatibleFileError(f"{what}: config.json has format {cfg.get('format')!r}, not {FORMAT!r}")
-        version = cfg.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-            raise IncompatibleFileError(
-                f"{what}: format_version {version!r} is not supported by ceir-sdk {__version__} "
-                f"(reads version {FORMAT_VERSION}); upgrade ceir-sdk or re-save the model"
-            )
-        try:
-            sha = cfg["files"][WEIGHTS_FILE]["sha256"]
-            concepts = [str(c) for c in cfg["concepts"]]
-            latent_cfg = cfg["latent_model"]
-        except (KeyError, TypeError) as exc:
-            raise IncompatibleFileError(f"{what}: config.json lacks {exc}; the file is damaged") from exc
-        tensors = read_checked_tensors(d / WEIGHTS_FILE, sha, what)
-        model = cls(
-            backbone if backbone is not None else None,
-            latent=latent_cfg["name"], latent_options=latent_cfg.get("options", {}),
-            bottleneck=BottleneckConfig(**cfg.get("bottleneck", {})),
-            val_fraction=float(cfg.get("val_fraction", 0.1)), seed=int(cfg.get("seed", 0)),
-            concept_template=cfg.get("concept_template", "{}"),
-            backbone_options={**cfg.get("backbone_options", {}), **(backbone_options or {})},
-        )
-        if backbone is None:
-            model._backbone_spec = cfg.get("backbone")
-            model._fitted_backbone_spec = model._backbone_spec
-        model._plugin_origins = dict(cfg.get("plugins") or {})
-        try:
-            bott = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bottleneck.")}
-            model.bottleneck.load_tensors(bott, concepts)
-            w = model.bottleneck.weight
-            assert w is not None
-            text = np.asarray(tensors["concept_text_embeddings"], dtype=np.float32)
-            if w.shape[0] != len(concepts) or text.shape != w.shape:
-                raise ValueError(f"weights for {w.shape[0]} concepts, config lists {len(concepts)}")
-            from ceir_sdk.plugins import get_latent_model
+        from ceir_sdk.model.persist import load_model
 
-            try:
-                latent = get_latent_model(latent_cfg["name"], **latent_cfg.get("options", {}))
-            except UnknownNameError as exc:
-                raise BadInputError(
-                    f"{what} needs the latent model {latent_cfg['name']!r}, which no installed plugin provides "
-                    f"({exc.args[0] if exc.args else exc}); "
-                    f"{_install_hint((cfg.get('plugins') or {}).get('latent_model'))} "
-                    "(`ceir plugins` lists what is installed)") from None
-            latent.load_state(
-                latent_cfg["config"],
-                {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("latent.")},
-            )
-        except BadInputError:
-            raise  # a missing plugin, already explained; not damage to the files
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise IncompatibleFileError(f"{what}: weights do not match config.json ({exc})") from exc
-        model._text_embeddings = text
-        model.latent_model = latent
-        # Models saved before presence calibration have none: concepts then count above z = 0.
-        presence = cfg.get("presence") or {}
-        model.presence_thresholds = thresholds_from_json(presence.get("thresholds"), len(concepts))
-        # Models saved before the parts rule get it too: it only ever hides a description
-        # whose own words' concepts are absent.
-        model.presence_by_parts = bool(presence.get("by_parts", True))
-        model.label_information = dict(cfg.get("label_information", {}))
-        model.provenance = dict(cfg.get("provenance", {}))
-        return model
+        return load_model(cls, directory, backbone=backbone, backbone_options=backbone_options)
 
-
-def _plugin_origin(kind: str, name: Any) -> dict[str, Any] | None:
-    """The plugin and distribution that registered a component name, for the saved config."""
-    if not isinstance(name, str) or not name:
-        return None
-    from ceir_sdk.plugins import get_host
-
-    host = get_host()
-    registration = host.registrations(kind).get(name.partition(":")[0])
-    if registration is None:
-        return None
-    status = host.statuses.get(registration.plugin)
-    return {"plugin": registration.plugin, "distribution": status.distribution if status else None,
-            "version": status.version if status else None}
-
-
-def _install_hint(origin: Any) -> str:
-    if isinstance(origin, dict) and origin.get("distribution"):
-        version = f"=={origin['version']}" if origin.get("version") else ""
-        return (f"it came from the plugin {origin.get('plugin')!r}: install it with "
-                f"`pip install {origin['distribution']}{version}`")
-    return "install the plugin that registers it"
-
-
-def _check_latent_model(name: str, latent: Any, sample: np.ndarray) -> None:
-    """Images go through the latent's torch encoder_module, texts through encode(): they must agree.
-
-    Checked once after fitting, so a latent plugin that breaks its contract is named at fit time
-    instead of giving images and texts latents in different spaces later.
-    """
-    import torch
-
-    what = f"latent model {name!r}"
-    dim = int(latent.latent_dim)
-    try:
-        module = latent.encoder_module()
-    except NotImplementedError:
-        raise PluginError(
-            f"{what} has no encoder_module(): CEIRModel runs images through it (a torch module, concept z -> "
-            "latent mean), and ONNX export traces it. Implement it in the latent plugin") from None
-    with torch.no_grad():
-        from_module = module(torch.from_numpy(np.ascontiguousarray(sample))).numpy()
-    from_encode = np.asarray(latent.encode(sample), np.float32)
-    for how, out in (("encoder_module()", from_module), ("encode()", from_encode)):
-        if out.shape != (len(sample), dim):
-            raise PluginError(f"{what}: {how} gives shape {out.shape} for {len(sample)} rows, but latent_dim is "
-                              f"{dim}; the latent plugin breaks its contract")
-    if not np.allclose(from_module, from_encode, rtol=1e-3, atol=1e-4):
-        gap = float(np.abs(from_module - from_encode).max())
-        raise PluginError(f"{what}: encode() and encoder_module() disagree (max difference {gap:.3g}); "
-                          "images and text queries would land in different spaces")
-
-
-#: Backbone options about the machine a model runs on, not the model: not saved with it, so a
-#: model fitted with device="cuda" loads on a CPU machine (pass them again when loading).
-MACHINE_BACKBONE_OPTIONS = frozenset({"device", "precision", "batch_size", "num_workers", "cache", "on_error",
-                                      "max_pixels", "progress"})
 
 # Spec keys that name the software around a backbone, not the backbone: they may differ
 # between the machine that fitted a model and the one that loads it.
@@ -693,33 +463,6 @@ def _check_same_backbone(fitted: dict[str, Any], now: dict[str, Any], options: d
             f"fitted with ({shown}); its features would not match the model's weights. Pass backbone_options "
             "(e.g. the seed) to CEIRModel.load (CLI: --backbone-option seed=N), or backbone= to use a backbone "
             "object deliberately")
-
-
-def _json_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The options that JSON can carry; others (cache objects, callables) are left to the loader."""
-    kept = {}
-    for key, value in options.items():
-        try:
-            json.dumps(_jsonable(value))
-        except (TypeError, ValueError):
-            continue
-        kept[key] = _jsonable(value)
-    return kept
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if np.isfinite(f) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
 
 
 __all__: Sequence[str] = ["CEIRModel", "clean_concepts"]

@@ -8,10 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ceir_sdk.atomic import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from ceir_sdk.atomic import sha256_bytes
 from ceir_sdk.errors import IncompatibleFileError
-
-__all__ = ["atomic_write_bytes", "atomic_write_json", "sha256_bytes", "sha256_file"]
 
 
 def tensors_to_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ceir_sdk.model.fileio import atomic_write_bytes
+from ceir_sdk.atomic import atomic_write_bytes
+from ceir_sdk.errors import BadInputError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -22,6 +23,16 @@ if TYPE_CHECKING:
     from ceir_sdk.model.explain import Explanation
 
 POSITIVE, NEGATIVE = "#2a7ab0", "#c8553d"
+
+
+def _new_figure(**options: Any) -> Figure:
+    """A matplotlib Figure, or a clear error where matplotlib (an extra) is not installed."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise BadInputError("PNG plots need matplotlib, which a deployment leaves out: "
+                            "pip install 'ceir-sdk[report]' (or leave out --out-dir)") from exc
+    return Figure(**options)
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -46,10 +57,8 @@ def plot_explanation(
     explanation: Explanation, path: str | Path, *, image: Any = None, k: int = 10, title: str | None = None
 ) -> Path:
     """Horizontal bars of the k largest |contributions|; absent concepts read "NOT ..."."""
-    from matplotlib.figure import Figure
-
     items = explanation.labelled(k)[::-1]
-    fig = Figure(figsize=(9 if image is not None else 7, 0.35 * len(items) + 1.6))
+    fig = _new_figure(figsize=(9 if image is not None else 7, 0.35 * len(items) + 1.6))
     if image is not None:
         grid = fig.add_gridspec(1, 2, width_ratios=[1, 2.6])
         ax_img = fig.add_subplot(grid[0, 0])
@@ -80,12 +89,10 @@ def plot_clusters(
     seed: int = 0,
 ) -> Path:
     """One row per cluster: its dominant concepts (lift over all images) and example images."""
-    from matplotlib.figure import Figure
-
     k = min(result.k, max_clusters)
     has_images = images is not None and len(images) > 0
     cols = 1 + (n_examples if has_images else 0)
-    fig = Figure(figsize=(4.5 + 1.1 * (cols - 1), 1.5 * k + 0.5))
+    fig = _new_figure(figsize=(4.5 + 1.1 * (cols - 1), 1.5 * k + 0.5))
     grid = fig.add_gridspec(k, cols, width_ratios=[4.0] + [1.0] * (cols - 1), hspace=0.5, wspace=0.05)
     rng = np.random.default_rng(seed)
     for row in range(k):
