@@ -74,8 +74,9 @@ def _validate(data: Any, where: str) -> Prompts:
 
 def load_prompts(path: str | Path | None = None) -> Prompts:
     """The bundled prompts, or a user's JSON file of the same shape."""
-    if path is None:
-        text = resources.files("ceir_sdk.concepts").joinpath("prompt_files", DEFAULT_PROMPTS).read_text("utf-8")
+    if path is None:  # joinpath takes one part per call on Python 3.10
+        bundled = resources.files("ceir_sdk.concepts").joinpath("prompt_files").joinpath(DEFAULT_PROMPTS)
+        text = bundled.read_text("utf-8")
         return _validate(json.loads(text), DEFAULT_PROMPTS)
     path = Path(path)
     if not path.is_file():

@@ -53,6 +53,7 @@ class AnthropicAdapter:
 
     def complete(self, request: ChatRequest, *, timeout: float) -> ChatReply:
         messages: list[Any] = [{"role": role, "content": content} for role, content in request.messages]
+        extra: dict[str, Any] = {"temperature": request.temperature} if self._temperature else {}
         try:
             response = self._client.messages.create(
                 model=self.model,
@@ -60,7 +61,7 @@ class AnthropicAdapter:
                 messages=messages,
                 max_tokens=request.max_tokens,
                 timeout=timeout,
-                **({"temperature": request.temperature} if self._temperature else {}),
+                **extra,
             )
         except anthropic.APIStatusError as exc:
             raise error_for_status(

@@ -49,14 +49,14 @@ class OpenAIAdapter:
         messages += [{"role": role, "content": content} for role, content in request.messages]
         # The official API wants max_completion_tokens (newer models reject max_tokens);
         # compatible servers know max_tokens best.
-        limit = {"max_tokens" if self.endpoint else "max_completion_tokens": request.max_tokens}
+        limit: dict[str, Any] = {"max_tokens" if self.endpoint else "max_completion_tokens": request.max_tokens}
         try:
             response = self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,
                 temperature=request.temperature,
                 timeout=timeout,
-                **limit,  # type: ignore[arg-type]
+                **limit,
             )
         except openai.APIStatusError as exc:
             if exc.status_code == 401 and not self._key:

@@ -93,7 +93,7 @@ class Plan:
 
 
 def _image_files(folder: Path) -> list[str]:
-    files = []
+    files: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         files.extend(os.path.join(dirpath, f) for f in filenames if f.lower().endswith(IMAGE_SUFFIXES))

@@ -12,6 +12,7 @@ redone on the next run; one in it is never written again.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,7 @@ class ShardSet:
         return cls(root, manifest)
 
     @classmethod
-    def open(cls, root: str | Path) -> ShardSet:
+    def open(cls, root: str | os.PathLike[str]) -> ShardSet:
         root = Path(root)
         path = root / MANIFEST
         if not path.exists():

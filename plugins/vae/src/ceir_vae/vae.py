@@ -83,7 +83,7 @@ class _Decoder(nn.Module):
         self.log_var = nn.Parameter(torch.zeros(out_dim))  # fixed at 0 unless learn_variance
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)  # type: ignore[no-any-return]
+        return self.net(z)
 
 
 def _loss(
