@@ -17,7 +17,8 @@ AROUND_TEMPLATES: tuple[str, ...] = ("next to {}", "near {}", "with {}")
 LEAD_TEMPLATES: tuple[str, ...] = ("a photo of {}", "{}", "there is {}", "an image of {}", "a picture showing {}")
 # Leads that say nothing about how the picture was made (for images that are not photos).
 PLAIN_LEADS: tuple[str, ...] = ("{}", "there is {}", "an image of {}", "a picture showing {}")
-STYLE_NOUNS: dict[str, str] = {"photo": "photo", "painting": "painting", "pixel art": "pixel art", "cartoon": "cartoon"}
+STYLE_NOUNS: dict[str, str] = {"photo": "photo", "painting": "painting", "cartoon": "cartoon",
+                               "vintage photo": "vintage photo"}
 # How often a caption mentions each part. The class name is left out half of the time so that
 # captions are told apart by their attribute words, not by the name alone: with the name in
 # three captions of four, the small CLIP learned shape and pattern mostly through the class
@@ -43,7 +44,7 @@ def style_lead(style: str | None, camera: str | None) -> str:
         return "a picture of {}"
     noun = STYLE_NOUNS[style] if style is not None else "picture"
     words = f"{camera} {noun}" if camera is not None else noun
-    return f"{words} of {{}}" if noun == "pixel art" else f"{with_article(words)} of {{}}"
+    return f"{with_article(words)} of {{}}"
 
 
 def nuisance_caption(family: str, value: str) -> str:

@@ -92,13 +92,13 @@ def test_no_nuisance_word_in_any_concept_list() -> None:
     from ceir_static.source import WorldConceptSource
 
     nuisance_words = set()
-    for family, named in nuisance_phrases().items():
+    for _family, named in nuisance_phrases().items():
         for value, phrase in named.items():
             nuisance_words |= _words(value) | (_words(phrase) - {"a", "an", "of", "in", "with", "the", "at", "over",
                                                                  "it"})
-    nuisance_words |= {"blurry", "grainy", "tilted", "watermark", "painting", "cartoon", "pixel", "night", "sunset",
+    nuisance_words |= {"blurry", "grainy", "tilted", "watermark", "painting", "cartoon", "vintage", "night", "sunset",
                        "fog", "rain", "frame", "text", "dim", "bright", "photo"}
-    assert "light" in nuisance_words and "art" in nuisance_words
+    assert "light" in nuisance_words and "vintage" in nuisance_words
     for domain in DOMAINS:
         world = World(domain, 32, seed=0)
         lists = [world.oracle.all_concepts(), list(description_parts(world))]
@@ -112,9 +112,8 @@ def test_no_nuisance_word_in_any_concept_list() -> None:
 def _names(caption: str, family: str, value: str) -> bool:
     phrase = nuisance_phrases()[family][value]
     if family in ("style", "camera"):
-        # "a blurry painting of ...", "pixel art of ...", "a photo of ..."
-        word = {"photo": "photo", "painting": "painting", "pixel art": "pixel art", "cartoon": "cartoon"}.get(value, value)
-        return re.search(r"(?<![\w-])" + re.escape(word) + r"(?![\w-])", caption) is not None
+        # "a blurry painting of ...", "a vintage photo of ...", "a photo of ..."
+        return re.search(r"(?<![\w-])" + re.escape(value) + r"(?![\w-])", caption) is not None
     return phrase in caption
 
 
@@ -132,8 +131,10 @@ def test_captions_name_each_nuisance_at_its_rate_and_never_falsely() -> None:
             if value != neutral(family):
                 shown[family] += 1
                 named[family] += _names(s.caption, family, value)
-        if s.nuisances["style"] != "photo":
+        if s.nuisances["style"] not in ("photo", "vintage photo"):
             assert "photo" not in s.caption, s.caption
+        if s.nuisances["style"] != "photo":
+            assert "a photo of" not in s.caption, s.caption
     for family in NUISANCE_FAMILIES:
         rate = named[family] / shown[family]
         # CAPTION_P on ordinary captions; the short one-concept captions (12%) name none, and the
@@ -142,7 +143,7 @@ def test_captions_name_each_nuisance_at_its_rate_and_never_falsely() -> None:
 
 
 def test_one_nuisance_captions_read_as_prompts() -> None:
-    assert nuisance_caption("style", "pixel art") == "pixel art of an object."
+    assert nuisance_caption("style", "vintage photo") == "a vintage photo of an object."
     assert nuisance_caption("style", "painting") == "a painting of an object."
     assert nuisance_caption("camera", "blurry") == "a blurry picture of an object."
     assert nuisance_caption("lighting", "night") == "an object at night."
