@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 CONSTRAINTS := constraints/dev.txt
 STAMP := $(VENV)/.ceir-installed
 LOCAL_PACKAGES := '.[cpu,report]' plugins/open-clip plugins/vae plugins/openai plugins/anthropic plugins/static \
-	plugins/ray exporters/onnx
+	plugins/ray exporters/onnx plugins/serve
 # The plugins under tests/plugin_fixtures are not installed: tests/conftest.py exposes them to the
 # test session only, so `ceir --help` in this venv lists the product's commands alone.
 PROJECT_FILES := pyproject.toml requirements-dev.txt $(CONSTRAINTS) \
