@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ceir_sdk._faiss import faiss  # one loader: a clear error without faiss, a warning with two builds
+from ceir_sdk.arrays import float32_matrix
 from ceir_sdk.errors import BadInputError, IncompatibleFileError
 from ceir_sdk.index import persist
 from ceir_sdk.index.build import fill_from_shards
@@ -51,17 +52,9 @@ log = logging.getLogger(__name__)
 
 
 def _as_matrix(x: Any, dim: int | None, what: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float32)
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2:
-        raise BadInputError(f"{what} must be a 2-D array (N, D); got shape {a.shape}")
-    if dim is not None and a.shape[1] != dim:
-        raise BadInputError(f"{what} have dimension {a.shape[1]}, but the index holds {dim}-d vectors; "
-                            "encode items and queries with the model that built the index")
-    if not np.isfinite(a).all():
-        raise BadInputError(f"{what} contain NaN or infinite values")
-    return np.ascontiguousarray(a)
+    return float32_matrix(x, what, dim=dim, allow_row=True,
+                          mismatch="the index holds {want}-d vectors; encode items and queries with the model "
+                                   "that built the index")
 
 
 class ConceptIndex:

@@ -5,22 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ceir_sdk.errors import BadInputError
+from ceir_sdk.arrays import float32_matrix
 
 
 def as_float32_matrix(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
     """Check a (N, C) float array and return it as contiguous float32."""
-    arr = np.asarray(x)
-    if arr.ndim != 2:
-        raise BadInputError(f"{what} must be a 2-D array (N, C); got shape {arr.shape}")
-    if dim is not None and arr.shape[1] != dim:
-        raise BadInputError(
-            f"{what} has {arr.shape[1]} columns but the model was fitted on {dim}; "
-            "use concept activations from the same fitted model"
-        )
-    if not np.isfinite(arr).all():
-        raise BadInputError(f"{what} contains NaN or infinite values; clean the input first")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return float32_matrix(x, what, dim=dim, mismatch="the model was fitted on {want} columns; use concept "
+                                                     "activations from the same fitted model")
 
 
 def module_state(module: torch.nn.Module, prefix: str = "") -> dict[str, np.ndarray]:
