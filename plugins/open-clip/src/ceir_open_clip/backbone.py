@@ -116,6 +116,12 @@ class OpenClipBackbone:
         }
         if self.weights_sha256:
             out["weights_sha256"] = self.weights_sha256
+        if self.source.kind == "world":
+            # A model fitted on another version of the drawn world refuses to load (the spec is
+            # compared at load) instead of giving quietly different numbers.
+            from ceir_open_clip.world_model import world_version
+
+            out["world_version"] = world_version()
         if self.source.kind == "random":
             out["seed"] = self.seed
             out["torch_version"] = torch.__version__

@@ -37,6 +37,16 @@ def training_info_path() -> Path:
     return _HERE / "training_info.json"
 
 
+def world_version() -> int:
+    """The drawn-world version the bundled checkpoint was trained on (1 before nuisances)."""
+    import json
+
+    try:
+        return int(json.loads(training_info_path().read_text()).get("world_version", 1))
+    except (OSError, ValueError):
+        return 1
+
+
 def register_with_open_clip() -> None:
     """Make open_clip know the "ceir-world" config (idempotent; imports open_clip lazily)."""
     import open_clip
