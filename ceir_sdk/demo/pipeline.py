@@ -49,17 +49,20 @@ class Split:
     images: np.ndarray
     labels: np.ndarray
     concepts: list[frozenset[str]]
+    nuisances: list[dict[str, str]] | None = None  # how each picture was made (world version 2)
 
 
 def _draw(world: Any, split: str, n: int) -> Split:
     images: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     concepts: list[frozenset[str]] = []
+    nuisances: list[dict[str, str]] = []
     for batch in world.batches(n, split=split, batch_size=512):
         images.append(np.asarray(batch.images))
         labels.append(np.asarray(batch.labels))
         concepts.extend(frozenset(c) for c in batch.concepts)
-    return Split(np.concatenate(images), np.concatenate(labels).astype(np.int64), concepts)
+        nuisances.extend(batch.nuisances)
+    return Split(np.concatenate(images), np.concatenate(labels).astype(np.int64), concepts, nuisances)
 
 
 class Steps:
@@ -216,8 +219,12 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     results["total_seconds"] = round(time.perf_counter() - t_start, 1)
     steps.close()
     results["timings_s"] = steps.timings
+    from ceir_sdk.worlds.nuisance import WORLD_VERSION
+
+    results["world_version"] = WORLD_VERSION
     assets = {
         "test_images": test.images,
+        "test_nuisances": test.nuisances,
         "cluster_labels": evaluation.cluster_labels,
         "concepts_z": torch_acts,
         "concept_names": model.concepts,

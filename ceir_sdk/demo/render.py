@@ -35,6 +35,30 @@ def _hit_grid(hits: list[dict[str, Any]], images: np.ndarray | None, title: str)
     )
 
 
+def nuisance_section(report: Report, images: np.ndarray | None, nuisances: list[dict[str, str]] | None) -> None:
+    """A few evaluation images per nuisance value: what the backbone sees and no concept names."""
+    if images is None or not nuisances:
+        return
+    from ceir_sdk.worlds.nuisance import NUISANCE_FAMILIES, NUISANCE_VALUES
+
+    section = report.section("How the pictures were made (nuisances)")
+    section.add_text(
+        "Besides its concepts, every image of the drawn world (version 2) has a rendering style, a light, camera "
+        "faults, overlays and weather, drawn independently of its class, as web pictures do. The world CLIP was "
+        "trained on captions that name them, so its features encode them, as a web-trained CLIP encodes style. "
+        "No concept source knows about them: they are in no concept list, so the concept bottleneck has no "
+        "concept for them, and what the latent keeps of them is only what leaks through the concepts.")
+    for family in NUISANCE_FAMILIES:
+        shown: list[np.ndarray] = []
+        labels: list[str] = []
+        for value in NUISANCE_VALUES[family][1:]:
+            rows = [i for i, n in enumerate(nuisances) if n.get(family) == value][:3]
+            shown += [images[i] for i in rows]
+            labels += [value] * len(rows)
+        if shown:
+            section.add(ImageGrid(shown, labels, f"{family}: three evaluation images per value"))
+
+
 def build_report(results: dict[str, Any], assets: dict[str, Any]) -> Report:
     data = _plain(results)
     evaluation = data["evaluation"]
@@ -71,6 +95,8 @@ def build_report(results: dict[str, Any], assets: dict[str, Any]) -> Report:
         summary.add_text(
             f"Explanation precision@5 against the world's true concepts: {evaluation['explain_precision_at_5']:.3f}"
         )
+
+    nuisance_section(report, images, assets.get("test_nuisances"))
 
     concepts = data.get("concepts")
     if concepts:

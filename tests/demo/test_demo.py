@@ -68,6 +68,26 @@ def test_report_embeds_images_and_needs_nothing_external(demo_run: Any) -> None:
     assert label_info["class_names_in_concept_set"] is False
 
 
+def test_report_shows_the_nuisances_no_concept_source_knows(demo_run: Any) -> None:
+    """World version 2: a few images per nuisance value, and the statement that no concept covers them."""
+    from ceir_sdk.worlds.nuisance import NUISANCE_FAMILIES, NUISANCE_VALUES, WORLD_VERSION
+
+    out, results, _ = demo_run
+    html = (out / "report.html").read_text()
+    assert results["world_version"] == WORLD_VERSION == 2
+    assert "How the pictures were made (nuisances)" in html
+    assert "No concept source knows about them" in html
+    for family in NUISANCE_FAMILIES:
+        assert f"{family}: three evaluation images per value" in html
+        for value in NUISANCE_VALUES[family][1:]:
+            assert f'alt="{value}"' in html, value
+    # and none of them is a concept of the fitted model
+    config = json.loads((out / "model/config.json").read_text())
+    concepts = json.dumps(config).lower()
+    for word in ("blurry", "watermark", "vintage", "cartoon", "sunset", "grainy"):
+        assert word not in concepts, word
+
+
 def test_demo_runtime_matches_torch_and_queries_run(demo_run: Any) -> None:
     _, results, _ = demo_run
     assert results["onnx"]["max_abs_diff_latent"] <= 1e-4

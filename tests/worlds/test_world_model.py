@@ -60,3 +60,16 @@ def test_committed_checkpoint_was_trained_on_cpu_within_budget() -> None:
     assert info["device"] == "cpu"
     assert info["train_seconds"] <= 20 * 60
     assert info["load_average"]["mean"] > 0  # the shared machine's load is recorded with the time
+
+
+def test_checkpoint_records_the_world_version_and_models_carry_it() -> None:
+    """A model fitted on another world version refuses to load instead of giving other numbers."""
+    import json
+
+    from ceir_sdk.plugins import get_backbone
+    from ceir_sdk.worlds.nuisance import WORLD_VERSION
+
+    info = json.loads(world_model.training_info_path().read_text())
+    assert info["world_version"] == WORLD_VERSION == world_model.world_version()
+    spec = get_backbone("open-clip:ceir-world", cache=False).spec()
+    assert spec["world_version"] == WORLD_VERSION
