@@ -30,3 +30,19 @@ def text_statistics(reference_activations: np.ndarray) -> tuple[np.ndarray, np.n
 def standardise_text_activations(activations: np.ndarray, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """Image-z-scored activations of query texts (N, C) -> z-scores on the text scale."""
     return ((np.asarray(activations, dtype=np.float32) - mean) / spread).astype(np.float32)
+
+
+def concept_scores(text_features: np.ndarray, concept_text_embeddings: np.ndarray) -> np.ndarray:
+    """Cosine of each text (N, D) with each concept's text embedding (C, D), (N, C) float32.
+
+    The text path of a model whose concept targets came from a separate concept model: its
+    projection maps the *backbone's image* features, so a text (in the concept model's space)
+    is scored on the concepts the way the targets were, by the concept model's own similarity;
+    :func:`text_statistics` of the concepts' own scores then puts it on the text scale. Shared
+    by ``CEIRModel.encode_texts`` and the ONNX runtime so the two cannot drift apart.
+    """
+    def unit(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=np.float32)
+        return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+    return (unit(text_features) @ unit(concept_text_embeddings).T).astype(np.float32)

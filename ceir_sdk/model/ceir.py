@@ -101,6 +101,9 @@ class CEIRModel:
         backbone_options: dict[str, Any] | None = None,
         concept_template: str | Sequence[str] = "{}",
         presence_by_parts: bool = True,
+        concept_model: Any = None,
+        concept_model_options: dict[str, Any] | None = None,
+        projection_init: str | None = None,
     ) -> None:
         self._backbone: Any = None if isinstance(backbone, str) else backbone
         self._backbone_spec: dict[str, Any] | None = None
@@ -114,10 +117,24 @@ class CEIRModel:
         self._fitted_backbone_spec: dict[str, Any] | None = None
         # Which installed distribution provided each component, as saved: named when it is missing.
         self._plugin_origins: dict[str, Any] = {}
+        # The CLIP whose image-text scores are the concept targets (ceir_sdk.model.concept_model),
+        # as a plugin name or a Backbone object; None: the backbone's own text tower, which makes
+        # the projection the zero-shot scores. Only the projection is needed to embed images.
+        self._concept_model: Any = None if isinstance(concept_model, str) else concept_model
+        self._concept_model_spec: dict[str, Any] | None = (
+            {"name": concept_model} if isinstance(concept_model, str) else None)
+        self._fitted_concept_model_spec: dict[str, Any] | None = None
+        self.concept_model_options = dict(concept_model_options or {})
+        self.concept_model_is_backbone = False  # set by fit when the concept model given is the backbone
+        self.concept_targets = "backbone"  # or "concept model"; see ModelConfig.concept_targets
         self.latent_name = latent
         self.latent_options = dict(latent_options or {})
         if isinstance(bottleneck, dict):
             bottleneck = BottleneckConfig(**bottleneck)
+        if projection_init is not None:  # "random" (the reference's), "text" or "auto"; checked there
+            from dataclasses import replace
+
+            bottleneck = replace(bottleneck or BottleneckConfig(), init=projection_init)
         self.bottleneck = ConceptBottleneck(bottleneck)
         if not 0.0 < val_fraction < 1.0:
             raise BadInputError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -167,6 +184,14 @@ class CEIRModel:
                 _check_same_backbone(self._fitted_backbone_spec, backbone.spec(), self.backbone_options)
             self._backbone = backbone
         return self._backbone
+
+    @property
+    def concept_model(self) -> Any:
+        """The separate concept model (a Backbone, built from its name on first use), or None when
+        the concept targets are the backbone's own zero-shot scores."""
+        from ceir_sdk.model import concept_model as cm
+
+        return cm.resolve(self)
 
     @property
     def concepts(self) -> list[str]:
@@ -223,12 +248,16 @@ class CEIRModel:
         data_description: str | None = None,
     ) -> CEIRModel:
         """Fit on training images (encoded by the backbone). Never pass evaluation images."""
+        from ceir_sdk.model import concept_model as cm
+
         t0 = time.perf_counter()
         features = backbone_features(self.backbone, images, batch_size=batch_size, progress=progress)
+        # A separate concept model encodes the same images: its scores are the projection's targets.
+        concept_features = cm.concept_features(self, images, batch_size=batch_size, progress=progress)
         extract_s = time.perf_counter() - t0
         self.fit_features(
             features, concepts, progress=progress, label_information=label_information,
-            data_description=data_description,
+            data_description=data_description, concept_features=concept_features,
         )
         self.provenance["timings_s"]["extract"] = extract_s
         return self
@@ -242,22 +271,30 @@ class CEIRModel:
         progress: bool = True,
         label_information: dict[str, Any] | None = None,
         data_description: str | None = None,
+        concept_features: np.ndarray | None = None,
     ) -> CEIRModel:
         """Fit on precomputed backbone features of the TRAINING images.
 
         A validation split is carved from these rows for every model-selection decision
         (projection early stopping, interpretability cutoff, VAE early stopping); no
         evaluation data enters. ``concept_embeddings`` (C, D) skips encoding the concept texts.
+        ``concept_features`` (N, D'): a separate concept model's image features of the same images
+        (needed when the model has a concept model); the projection is then trained towards their
+        concept scores, and ``concept_embeddings`` are in that model's space.
         """
         from ceir_sdk.model.fit import fit_features
 
         return fit_features(self, features, concepts, concept_embeddings=concept_embeddings, progress=progress,
-                            label_information=label_information, data_description=data_description)
+                            label_information=label_information, data_description=data_description,
+                            concept_features=concept_features)
 
     def _embed_concepts(self, phrases: list[str]) -> np.ndarray:
         """Text embeddings of the phrases: one template as is, several averaged after normalising."""
+        from ceir_sdk.model import concept_model as cm
+
         templates = [self.concept_template] if isinstance(self.concept_template, str) else self.concept_template
-        embs = [np.asarray(self.backbone.encode_texts([t.format(p) for p in phrases]), dtype=np.float32)
+        encoder = cm.text_encoder(self)  # the concept model's text tower when it gives the targets
+        embs = [np.asarray(encoder.encode_texts([t.format(p) for p in phrases]), dtype=np.float32)
                 for t in templates]
         if len(embs) == 1:
             return embs[0]
@@ -285,8 +322,15 @@ class CEIRModel:
         texts = list(texts)
         if not texts:
             raise BadInputError("encode_texts needs at least one text")
-        raw = self.encode_features(np.asarray(self.backbone.encode_texts(texts), np.float32), output="concepts")
-        concepts = standardise_text_activations(raw, *self._text_statistics())
+        from ceir_sdk.model import concept_model as cm
+
+        if self.concept_targets == cm.FROM_CONCEPT_MODEL:
+            # The head maps backbone *image* features; texts go through the concept model's tower.
+            concepts = cm.encode_texts(self, texts)
+        else:
+            raw = self.encode_features(np.asarray(self.backbone.encode_texts(texts), np.float32),
+                                       output="concepts")
+            concepts = standardise_text_activations(raw, *self._text_statistics())
         if output == "concepts":
             return concepts
         latent = np.asarray(self.latent_model.encode(concepts), np.float32)
@@ -435,16 +479,19 @@ class CEIRModel:
 
     @classmethod
     def load(cls, directory: str | Path, *, backbone: Any = None,
-             backbone_options: dict[str, Any] | None = None) -> CEIRModel:
+             backbone_options: dict[str, Any] | None = None, concept_model: Any = None) -> CEIRModel:
         """Load a saved model; refuses other formats, newer versions and altered files.
 
         The backbone is resolved on first use from the saved spec with the options the model
         was fitted with (``backbone_options`` adds to or overrides them, e.g. a device), and it
         must match the saved spec. ``backbone`` passes an object instead, unchecked.
+        A model fitted with a separate concept model rebuilds it the same way (``concept_model``
+        passes an object instead); it is needed only for text queries.
         """
         from ceir_sdk.model.persist import load_model
 
-        return load_model(cls, directory, backbone=backbone, backbone_options=backbone_options)
+        return load_model(cls, directory, backbone=backbone, backbone_options=backbone_options,
+                          concept_model=concept_model)
 
 
 # Spec keys that name the software around a backbone, not the backbone: they may differ

@@ -56,6 +56,13 @@ class ModelConfig:
     #: options the backbone was built with (machine options such as device are never saved)
     backbone_options: dict[str, Any] = field(default_factory=dict)
     feature_dim: int | None = None
+    #: where the bottleneck's targets came from: "backbone" (its own text tower, so the projection is
+    #: the zero-shot scores; every model saved before concept models) or "concept model"
+    concept_targets: str = "backbone"
+    #: the separate concept model's spec (None: none, or only its features were given) and options;
+    #: its text tower embeds text queries, and the saved concept text embeddings are in its space
+    concept_model: dict[str, Any] | None = None
+    concept_model_options: dict[str, Any] = field(default_factory=dict)
     bottleneck: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     val_fraction: float = 0.1
@@ -89,6 +96,8 @@ class ModelConfig:
             concepts=concepts, latent_model=latent_config, weights_sha256=sha,
             backbone=data.get("backbone"), plugins=dict(data.get("plugins") or {}),
             backbone_options=dict(data.get("backbone_options") or {}), feature_dim=data.get("feature_dim"),
+            concept_targets=str(data.get("concept_targets", "backbone")), concept_model=data.get("concept_model"),
+            concept_model_options=dict(data.get("concept_model_options") or {}),
             bottleneck=dict(data.get("bottleneck") or {}), seed=int(data.get("seed", 0)),
             val_fraction=float(data.get("val_fraction", 0.1)),
             concept_template=data.get("concept_template", "{}"),

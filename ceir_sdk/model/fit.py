@@ -19,32 +19,55 @@ if TYPE_CHECKING:
 
 def fit_features(model: CEIRModel, features: np.ndarray, concepts: Any, *, concept_embeddings: np.ndarray | None,
                  progress: bool, label_information: dict[str, Any] | None,
-                 data_description: str | None) -> CEIRModel:
+                 data_description: str | None, concept_features: np.ndarray | None = None) -> CEIRModel:
     """See ``CEIRModel.fit_features``."""
+    from ceir_sdk.model import concept_model as cm
     from ceir_sdk.model.ceir import _features, clean_concepts
 
     phrases = clean_concepts(concepts)
+    # Targets from a separate concept model: named on the model, or given as its features.
+    separate = cm.for_fit(model) is not None or concept_features is not None
+    if separate and concept_features is None:
+        raise BadInputError(
+            "this model takes its concept targets from a separate concept model, which must encode the same "
+            "training images: give concept_features= (the concept model's image features, row for row), or "
+            "call fit(images, ...) so both models encode them")
     dim = None
-    if concept_embeddings is not None:
-        dim = int(np.asarray(concept_embeddings).shape[1])
-    elif model._backbone is not None or model._backbone_spec is not None:
+    if model._backbone is not None or model._backbone_spec is not None:
         dim = int(model.backbone.embed_dim)
     x = _features(features, dim)
+    targets = None
+    if separate:
+        targets = _features(concept_features, None, "concept model features")
+        if len(targets) != len(x):
+            raise BadInputError(
+                f"concept_features have {len(targets)} rows but features {len(x)}; both must encode the same "
+                "training images in the same order")
+    model.concept_targets = cm.FROM_CONCEPT_MODEL if separate else cm.FROM_BACKBONE
     t0 = time.perf_counter()
     if concept_embeddings is None:
         text = model._embed_concepts(phrases)
     else:
         text = np.asarray(concept_embeddings, dtype=np.float32)
-    if text.shape != (len(phrases), x.shape[1]):
+    width = targets.shape[1] if targets is not None else x.shape[1]
+    if text.ndim == 2 and text.shape[0] == len(phrases) and text.shape[1] != width and not separate:
         raise BadInputError(
-            f"concept embeddings have shape {text.shape}; expected ({len(phrases)}, {x.shape[1]})"
+            f"concept embeddings are {text.shape[1]}-dimensional but the backbone's features {width}-dimensional: "
+            "without a concept model the targets are the backbone's own zero-shot scores, in its own space; for "
+            "targets from another model give concept_model= (or its image features as concept_features=)")
+    if text.shape != (len(phrases), width):
+        raise BadInputError(
+            f"concept embeddings have shape {text.shape}; expected ({len(phrases)}, {width}) "
+            f"(the {'concept model' if separate else 'backbone'}'s text width)"
         )
     text_s = time.perf_counter() - t0
     train_idx, val_idx = model.split_indices(len(x))
     x_tr, x_val = x[train_idx], x[val_idx]
 
     t0 = time.perf_counter()
-    model.bottleneck.fit(x_tr, x_val, text, phrases, seed=model.seed, progress=progress)
+    model.bottleneck.fit(x_tr, x_val, text, phrases, seed=model.seed, progress=progress,
+                         targets=None if targets is None else targets[train_idx],
+                         val_targets=None if targets is None else targets[val_idx])
     bottleneck_s = time.perf_counter() - t0
     assert model.bottleneck.kept_index is not None
     kept_text = text[model.bottleneck.kept_index]
@@ -80,11 +103,25 @@ def fit_features(model: CEIRModel, features: np.ndarray, concepts: Any, *, conce
         "seed": model.seed,
         "concepts_given": len(phrases),
         "bottleneck": model.bottleneck.report.as_dict(),
+        "concept_model": _concept_model_note(model),
         "latent_history": getattr(latent, "history", {}),
         "timings_s": {"concept_text": text_s, "bottleneck": bottleneck_s, "latent": latent_s,
                       "presence": presence_s},
     }
     return model
+
+
+def _concept_model_note(model: CEIRModel) -> dict[str, Any]:
+    """Which model gave the concept targets, in the provenance (and so in config.json)."""
+    from ceir_sdk.model import concept_model as cm
+
+    separate = model.concept_targets == cm.FROM_CONCEPT_MODEL
+    spec = None
+    if separate and (model._concept_model is not None or model._concept_model_spec is not None):
+        spec = (model._concept_model.spec() if model._concept_model is not None else model._concept_model_spec)
+    return {"targets": model.concept_targets, "spec": spec,
+            "same_as_backbone": bool(getattr(model, "concept_model_is_backbone", False)),
+            "note": model.bottleneck.report.note or None}
 
 
 def _check_latent_model(name: str, latent: Any, sample: np.ndarray) -> None:

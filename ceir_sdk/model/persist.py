@@ -40,6 +40,8 @@ def save_model(model: CEIRModel, directory: str | Path) -> Path:
     tensors["concept_text_embeddings"] = model.concept_text_embeddings()
     data = tensors_to_bytes(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     backbone_spec = model._backbone.spec() if model._backbone is not None else model._backbone_spec
+    concept_spec = (model._concept_model.spec() if model._concept_model is not None
+                    else model._concept_model_spec)
     config = ModelConfig(
         concepts=model.concepts,
         latent_model=LatentConfig(name=model.latent_name, options=model.latent_options, config=latent_config,
@@ -47,11 +49,17 @@ def save_model(model: CEIRModel, directory: str | Path) -> Path:
         weights_sha256=sha256_bytes(data),
         backbone=backbone_spec,
         plugins={kind: origin for kind, name in (("backbone", (backbone_spec or {}).get("name")),
+                                                  ("concept_model", (concept_spec or {}).get("name")),
                                                   ("latent_model", model.latent_name))
-                 if (origin := _plugin_origin(kind, name)) is not None},
+                 if (origin := _plugin_origin("backbone" if kind == "concept_model" else kind, name))
+                 is not None},
         backbone_options=_json_options({k: v for k, v in model.backbone_options.items()
                                         if k not in MACHINE_BACKBONE_OPTIONS}),
         feature_dim=model.feature_dim,
+        concept_targets=model.concept_targets,
+        concept_model=concept_spec,
+        concept_model_options=_json_options({k: v for k, v in model.concept_model_options.items()
+                                             if k not in MACHINE_BACKBONE_OPTIONS}),
         bottleneck=asdict(model.bottleneck.config),
         seed=model.seed,
         val_fraction=model.val_fraction,
@@ -68,7 +76,7 @@ def save_model(model: CEIRModel, directory: str | Path) -> Path:
 
 
 def load_model(cls: type[CEIRModel], directory: str | Path, *, backbone: Any = None,
-               backbone_options: dict[str, Any] | None = None) -> CEIRModel:
+               backbone_options: dict[str, Any] | None = None, concept_model: Any = None) -> CEIRModel:
     """Read a model directory into a new ``cls`` (see ``CEIRModel.load``)."""
     from ceir_sdk.model.bottleneck import BottleneckConfig
     from ceir_sdk.model.presence import thresholds_from_json
@@ -92,14 +100,24 @@ def load_model(cls: type[CEIRModel], directory: str | Path, *, backbone: Any = N
         model._backbone_spec = cfg.backbone
         model._fitted_backbone_spec = model._backbone_spec
     model._plugin_origins = dict(cfg.plugins)
+    model.concept_targets = cfg.concept_targets
+    model.concept_model_options = {**cfg.concept_model_options, **{
+        k: v for k, v in (backbone_options or {}).items() if k in MACHINE_BACKBONE_OPTIONS}}
+    if concept_model is not None:
+        model._concept_model = concept_model
+    elif cfg.concept_model is not None:
+        model._concept_model_spec = model._fitted_concept_model_spec = cfg.concept_model
     try:
         bott = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("bottleneck.")}
         model.bottleneck.load_tensors(bott, concepts)
         w = model.bottleneck.weight
         assert w is not None
         text = np.asarray(tensors["concept_text_embeddings"], dtype=np.float32)
-        if w.shape[0] != len(concepts) or text.shape != w.shape:
-            raise ValueError(f"weights for {w.shape[0]} concepts, config lists {len(concepts)}")
+        # Concept text embeddings are in the concept model's space, of its width, when it gave the targets.
+        from_backbone = cfg.concept_targets == "backbone"
+        if w.shape[0] != len(concepts) or text.shape[0] != w.shape[0] or (from_backbone and text.shape != w.shape):
+            raise ValueError(f"weights for {w.shape[0]} concepts of width {w.shape[1]}, concept text embeddings "
+                             f"{text.shape}, config lists {len(concepts)} concepts")
         from ceir_sdk.plugins import get_latent_model
 
         try:
