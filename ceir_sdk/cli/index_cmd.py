@@ -309,9 +309,18 @@ def _print_hits(hits: list[Any], as_json: bool, threshold: float = 0.0) -> None:
                 click.echo(f"     because: {why}")
 
 
+def _stale_note(idx: Any, index_dir: str) -> None:
+    """Say (once, on stderr) that the presence calibration no longer describes the index: nothing
+    refits it behind the user's back, `ceir index calibrate` does."""
+    cal = idx.calibration
+    if cal is not None and cal.stale():
+        click.echo(f"note: the presence calibration was fitted on {cal.n_fit} items and {cal.changed_since_fit} "
+                   f"changed since; refit it with `ceir index calibrate {index_dir}` (seconds)", err=True)
+
+
 @click.group()
 def index() -> None:
-    """Concept-aware FAISS index: build, add, remove, search, cluster, info."""
+    """Concept-aware FAISS index: build, add, remove, search, cluster, calibrate, info."""
 
 @index.command("build")
 @click.argument("out", type=click.Path(file_okay=False))
@@ -398,6 +407,7 @@ def add_cmd(index_dir: str, images: tuple[str, ...], embeddings: str | None, mod
 
     idx, new = _apply_and_save(index_dir, idx, apply)
     click.echo(f"Added {len(new)} items; the index holds {len(idx)}")
+    _stale_note(idx, index_dir)
 
 @index.command("remove")
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
@@ -408,6 +418,7 @@ def remove_cmd(index_dir: str, ids: tuple[int, ...]) -> None:
 
     idx, n = _apply_and_save(index_dir, ConceptIndex.load(index_dir), lambda current: current.remove(list(ids)))
     click.echo(f"Removed {n} items; the index holds {len(idx)}")
+    _stale_note(idx, index_dir)
 
 @index.command("search")
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
@@ -462,6 +473,7 @@ def search_cmd(index_dir: str, expression: str | None, text: str | None, image: 
     if expression is not None:
         hits = idx.search_concepts(expression, k, where=flt, threshold=threshold, ranking=ranking,
                                    strict=strict, presence=presence)
+        _stale_note(idx, index_dir)
     elif text is not None:
         hits = idx.search_text(text, k, where=flt)[0]
     elif image is not None:
@@ -501,6 +513,23 @@ def cluster_cmd(index_dir: str, k: int, where: tuple[str, ...], seed: int, out: 
         return
     for c, (name, size) in enumerate(zip(res.names, res.sizes)):
         click.echo(f"cluster {c:>3}  {size:>7} items  {name}")
+
+@index.command("calibrate")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row sample on large indexes.")
+def calibrate_cmd(index_dir: str, seed: int) -> None:
+    """Refit the presence calibration on the index's items and save a new version.
+
+    Adds and removes never refit it (their cost stays flat); once over 10% of the items changed
+    since the fit, `index info` says it is stale and `index add` suggests this command."""
+    import time
+
+    from ceir_sdk.index import ConceptIndex
+
+    started = time.perf_counter()
+    idx, cal = _apply_and_save(index_dir, ConceptIndex.load(index_dir), lambda current: current.calibrate(seed=seed))
+    click.echo(f"Calibrated {len(cal.concepts)} concepts on {cal.n_fit} items in {time.perf_counter() - started:.1f} s "
+               f"(including load and save); the index holds {len(idx)}")
 
 @index.command("info")
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))

@@ -274,9 +274,10 @@ class ConceptIndex:
                   ) -> PresenceCalibration:
         """Fit the label-free presence calibration (see :mod:`ceir_sdk.index.calibration`).
 
-        With no ``activations``, on the index's own items (refitted automatically after
-        bulk changes); otherwise on the given (N, C) activations, e.g. a training split's,
-        kept until the next call. Saved with the index.
+        With no ``activations``, on the index's own items (after bulk changes the fit is marked
+        stale, ``calibration.stale()``, and kept until this is called again); otherwise on the
+        given (N, C) activations, e.g. a training split's, kept until the next call. Saved with
+        the index.
         """
         if not self.concepts:
             raise BadInputError("this index holds no concept activations, so there is nothing to calibrate")
@@ -294,14 +295,14 @@ class ConceptIndex:
             return self.calibration
 
     def _calibrate_if_possible(self) -> PresenceCalibration | None:
-        """The current calibration, fitted (or refitted, when stale) from the index if it can be."""
+        """The current calibration; a first one is fitted when there is none and the index can
+        have one. A stale one is kept, never refitted here: adds, saves and queries do not pay
+        for a refit by surprise (``calibrate()`` / ``ceir index calibrate`` does it; ``info()``
+        says ``stale``). A first fit costs about a second at any size (bounded sample, binned EM)."""
         cal = self.calibration
         if not self.concepts or len(self) < MIN_ITEMS:
             return cal
-        if cal is None or cal.stale():
-            if cal is not None:
-                log.info("refitting the presence calibration: %d of %d items changed since the fit",
-                         cal.changed_since_fit, cal.n_fit)
+        if cal is None:
             cal = self.calibrate()
         return cal
 

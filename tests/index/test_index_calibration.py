@@ -217,21 +217,40 @@ def test_small_index_falls_back_to_margins() -> None:
         idx.calibrate()
 
 
-def test_refit_after_bulk_changes_only() -> None:
+def test_stale_calibration_is_flagged_and_refitted_only_when_asked(tmp_path: Path) -> None:
     acts, _ = _world(0, n=2000)
     idx = _index(acts[:1000], ["a", "b", "c"])
     first = idx.calibration
     assert first is not None and first.n_fit == 1000
     idx.add(np.zeros((50, 4), np.float32), acts[1000:1050], metadata=[{"key": f"x{i}"} for i in range(50)])
     idx.search_concepts("+a", 5)
-    assert idx.calibration is first and first.changed_since_fit == 50  # 5%: kept
+    assert idx.calibration is first and first.changed_since_fit == 50 and not first.stale()  # 5%
     idx.add(np.zeros((200, 4), np.float32), acts[1050:1250], metadata=[{"key": f"y{i}"} for i in range(200)])
+    # 25% changed: stale, and said so, but no query, add or save refits it by surprise
     idx.search_concepts("+a", 5)
-    assert idx.calibration is not first and idx.calibration is not None and idx.calibration.n_fit == 1250
-    ext = idx.calibrate(acts[1250:])  # fitted elsewhere: kept however the index changes
+    idx.save(tmp_path / "ix")
+    assert idx.calibration is first and first.stale() and idx.info()["calibration"]["stale"] is True
+    again = ConceptIndex.load(tmp_path / "ix")  # e.g. the next `ceir index add` after a killed one
+    assert again.calibration is not None and again.calibration.stale()
+    assert again.calibration.changed_since_fit == 250 and again.calibration.n_fit == 1000
+    again.add(np.zeros((5, 4), np.float32), acts[1250:1255], metadata=[{"key": f"z{i}"} for i in range(5)])
+    again.save(tmp_path / "ix")
+    assert ConceptIndex.load(tmp_path / "ix").calibration.n_fit == 1000  # still not refitted
+    refit = again.calibrate()
+    assert refit.n_fit == 1255 and not refit.stale() and again.info()["calibration"]["stale"] is False
+    ext = idx.calibrate(acts[1250:])  # fitted elsewhere: kept however the index changes, never stale
     idx.remove(idx.ids[:400])
     idx.search_concepts("+a", 5)
-    assert idx.calibration is ext and ext.source == "external"
+    assert idx.calibration is ext and ext.source == "external" and not ext.stale()
+
+
+def test_first_calibration_is_fitted_once_the_index_can_have_one() -> None:
+    acts, _ = _world(0, n=200)
+    idx = _index(acts[:30], ["a", "b", "c"])
+    assert idx.calibration is None  # fewer than 50 items
+    idx.add(np.zeros((100, 4), np.float32), acts[30:130], metadata=[{"key": f"x{i}"} for i in range(100)])
+    idx.search_concepts("+a", 5)
+    assert idx.calibration is not None and idx.calibration.n_fit == 130
 
 
 def test_calibration_round_trips_through_save_and_load(tmp_path: Path) -> None:
@@ -359,3 +378,30 @@ def test_unreadable_calibration_is_refused_with_the_way_out(tmp_path: Path) -> N
     idx = ConceptIndex.load(tmp_path / "ix", ignore_calibration=True)
     assert idx.calibration is None
     assert idx.calibrate().n_fit == 800
+
+
+def test_cli_calibrate_refits_a_stale_calibration_that_add_only_reports(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from safetensors.numpy import save_file
+
+    from ceir_sdk.cli.main import build
+
+    acts, _ = _world(0, n=1000)
+    lat = np.random.default_rng(1).normal(size=(len(acts), 4)).astype(np.float32)
+    names = json.dumps(["a", "b", "c"])
+    first, more = tmp_path / "first.safetensors", tmp_path / "more.safetensors"
+    save_file({"latent": lat[:700], "concepts": acts[:700]}, str(first), metadata={"concepts": names})
+    save_file({"latent": lat[700:], "concepts": acts[700:]}, str(more), metadata={"concepts": names})
+    cli, runner, ix = build(), CliRunner(), str(tmp_path / "ix")
+    assert runner.invoke(cli, ["index", "build", ix, "--embeddings", str(first)]).exit_code == 0
+    r = runner.invoke(cli, ["index", "add", ix, "--embeddings", str(more)])
+    assert r.exit_code == 0, r.output
+    assert f"ceir index calibrate {ix}" in r.stderr and "fitted on 700 items and 300 changed" in r.stderr
+    info = json.loads(runner.invoke(cli, ["index", "info", ix, "--json"]).stdout)["calibration"]
+    assert info["stale"] is True and info["n_fit"] == 700
+    r = runner.invoke(cli, ["index", "calibrate", ix])
+    assert r.exit_code == 0 and "Calibrated 3 concepts on 1000 items" in r.stdout, r.output
+    info = json.loads(runner.invoke(cli, ["index", "info", ix, "--json"]).stdout)["calibration"]
+    assert info["stale"] is False and info["n_fit"] == 1000 and info["changed_since_fit"] == 0
+    r = runner.invoke(cli, ["index", "search", ix, "--concepts", "+a", "-k", "3"])
+    assert r.exit_code == 0 and "calibrate" not in r.stderr
