@@ -55,3 +55,20 @@ def test_submit_before_start_is_an_error() -> None:
     b = DynamicBatcher("t", lambda xs: xs, max_batch_size=1, max_wait_s=0, executor=ThreadPoolExecutor(1))
     with pytest.raises(RuntimeError, match="not running"):
         asyncio.run(b.submit(1))
+
+
+def test_a_lone_item_does_not_wait_when_nothing_else_is_coming() -> None:
+    # max_wait is an hour: only the "nothing is coming" rule lets this finish (60 s is a safety net)
+    coming = {"n": 0}
+
+    async def main() -> int:
+        with ThreadPoolExecutor(1) as pool:
+            b = DynamicBatcher("t", lambda xs: [x + 1 for x in xs], max_batch_size=8, max_wait_s=3600,
+                               executor=pool, coming=lambda: coming["n"])
+            b.start()
+            try:
+                return int(await asyncio.wait_for(b.submit(1), 60))
+            finally:
+                await b.stop()
+
+    assert asyncio.run(main()) == 2

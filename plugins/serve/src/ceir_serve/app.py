@@ -265,7 +265,7 @@ def _add_routes(app: FastAPI, engine: Engine) -> None:
         return {"object": "list", "data": [{"id": engine.model_name, "object": "model", "owned_by": "ceir"}]}
 
     @app.post("/v1/embeddings", summary="Embed texts and images (OpenAI-compatible)")
-    async def embeddings(body: EmbeddingsRequest) -> dict[str, Any]:
+    async def embeddings(body: EmbeddingsRequest) -> JSONResponse:
         check_model(body.model)
         items = [body.input] if isinstance(body.input, str) else list(body.input)
         _check_count(engine, len(items), "input")
@@ -310,21 +310,22 @@ def _add_routes(app: FastAPI, engine: Engine) -> None:
                                 "(they cannot be shortened); leave dimensions out", "bad_dimensions")
         data = [{"object": "embedding", "index": i, "embedding": _vector(r[pick], body.encoding_format)}
                 for i, r in enumerate(rows)]
-        return {"object": "list", "data": data, "model": engine.model_name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "images": len(images)}}
+        # A Response, not a dict: FastAPI would otherwise run every float through jsonable_encoder.
+        return JSONResponse({"object": "list", "data": data, "model": engine.model_name,
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "images": len(images)}})
 
     @app.post("/v1/explain", summary="The concepts an image shows, with their signed z-scores")
-    async def explain(body: ExplainRequest) -> dict[str, Any]:
+    async def explain(body: ExplainRequest) -> JSONResponse:
         images = [body.input] if isinstance(body.input, str) else list(body.input)
         _check_count(engine, len(images), "input")
         rows = await _timed(engine, engine.embed_images(images))
         concepts = np.stack([c for c, _ in rows])
         found = await asyncio.get_running_loop().run_in_executor(None, engine.explain_rows, concepts, body.top_k)
-        return {"object": "list", "model": engine.model_name,
-                "data": [{"index": i, **_explanation(e)} for i, e in enumerate(found)]}
+        return JSONResponse(_jsonable({"object": "list", "model": engine.model_name,
+                                       "data": [{"index": i, **_explanation(e)} for i, e in enumerate(found)]}))
 
     @app.post("/v1/search", summary="Search the index by text, image, concept expression or item with edits")
-    async def search(body: SearchRequest) -> dict[str, Any]:
+    async def search(body: SearchRequest) -> JSONResponse:
         index = engine.need_index()
         given = [n for n in ("text", "image", "concepts", "item_id") if getattr(body, n) is not None]
         if len(given) != 1:
@@ -363,7 +364,8 @@ def _add_routes(app: FastAPI, engine: Engine) -> None:
                 where=body.where)))
 
         hits = await _timed(engine, work())
-        return {"object": "list", "model": engine.model_name, "data": _jsonable([h.as_dict() for h in hits])}
+        return JSONResponse({"object": "list", "model": engine.model_name,
+                             "data": _jsonable([h.as_dict() for h in hits])})
 
     @app.post("/v1/items", summary="Add images to the index (--allow-writes)")
     async def add_items(body: ItemsRequest) -> dict[str, Any]:

@@ -4,6 +4,8 @@ Each ``submit`` parks a future in a queue; one background task takes the items t
 within ``max_wait_s`` of the oldest waiting one (at most ``max_batch_size``), runs them as one
 call of ``fn`` on the inference executor (never on the event loop), and resolves the futures.
 While a batch runs, the next one fills, so a busy server batches without waiting at all.
+``coming`` (optional) says how many items are on their way (requests still being decoded): with
+none coming, waiting cannot fill the batch, so it runs at once and a lone request pays no wait.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ BatchFn = Callable[[Sequence[Any]], Sequence[Any]]
 class DynamicBatcher:
     def __init__(self, name: str, fn: BatchFn, *, max_batch_size: int, max_wait_s: float, executor: Executor,
                  on_batch: Callable[[str, int], None] | None = None,
-                 on_depth: Callable[[str, int], None] | None = None) -> None:
+                 on_depth: Callable[[str, int], None] | None = None,
+                 coming: Callable[[], int] | None = None) -> None:
         self.name = name
         self.fn = fn
         self.max_batch_size = max_batch_size
@@ -29,6 +32,7 @@ class DynamicBatcher:
         self.executor = executor
         self._on_batch = on_batch
         self._on_depth = on_depth
+        self._coming = coming
         self._pending: deque[tuple[Any, asyncio.Future[Any], float]] = deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -78,6 +82,8 @@ class DynamicBatcher:
             # Wait for company: until the batch is full or the oldest item has waited max_wait_s.
             deadline = self._pending[0][2] + self.max_wait_s
             while len(self._pending) < self.max_batch_size:
+                if self._coming is not None and self._coming() == 0:
+                    break  # nobody else is on the way: waiting would only add latency
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break

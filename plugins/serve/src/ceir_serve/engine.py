@@ -92,6 +92,9 @@ class Engine:
         self.submit_image: Submit | None = None
         self.submit_text: Submit | None = None
         self.ready = False
+        # Items accepted but not yet submitted to a batcher (decoding, tokenising), per kind: what
+        # a waiting batch can still expect. Changed on the event loop only.
+        self.coming = {"image": 0, "text": 0}
         self.has_text = bool(runtime.manifest.get("tokenizer")) and "text" in runtime.manifest["graphs"]
 
     @classmethod
@@ -120,10 +123,12 @@ class Engine:
         else:
             images = DynamicBatcher("image", self.run_images, max_batch_size=s.max_batch_size,
                                     max_wait_s=s.max_wait_ms / 1000, executor=self.infer_pool,
-                                    on_batch=self.metrics.on_batch, on_depth=self.metrics.on_depth)
+                                    on_batch=self.metrics.on_batch, on_depth=self.metrics.on_depth,
+                                    coming=lambda: self.coming["image"])
             texts = DynamicBatcher("text", self.run_texts, max_batch_size=s.max_batch_size,
                                    max_wait_s=s.max_wait_ms / 1000, executor=self.infer_pool,
-                                   on_batch=self.metrics.on_batch, on_depth=self.metrics.on_depth)
+                                   on_batch=self.metrics.on_batch, on_depth=self.metrics.on_depth,
+                                   coming=lambda: self.coming["text"])
             self._batchers = [images, texts]
             for b in self._batchers:
                 b.start()
@@ -158,7 +163,11 @@ class Engine:
         return [r for r in results if isinstance(r, np.ndarray)]
 
     async def embed_images(self, values: Sequence[Any], where: str = "input") -> list[Row]:
-        pixels = await self.decode(values, where)
+        self.coming["image"] += len(values)
+        try:
+            pixels = await self.decode(values, where)
+        finally:
+            self.coming["image"] -= len(values)
         assert self.submit_image is not None
         return list(await asyncio.gather(*(self.submit_image(p) for p in pixels)))
 
@@ -168,7 +177,11 @@ class Engine:
             raise ApiError(400, "this bundle is image-only (exported without a text graph and tokenizer); send "
                                 "images, or serve a bundle exported from a backbone with a text tower", "no_text_graph")
         loop = asyncio.get_running_loop()
-        counts = await loop.run_in_executor(self.decode_pool, token_counts, self.runtime, texts)
+        self.coming["text"] += len(texts)
+        try:
+            counts = await loop.run_in_executor(self.decode_pool, token_counts, self.runtime, texts)
+        finally:
+            self.coming["text"] -= len(texts)
         assert self.submit_text is not None
         rows = await asyncio.gather(*(self.submit_text(t) for t in texts))
         return list(rows), sum(counts)

@@ -1,0 +1,292 @@
+"""`ceir serve` throughput, batching gain, latency and bad-input robustness (issue 20); writes
+benchmarks/results/serve.json.
+
+    python benchmarks/serve.py [--bundle DIR] [--quick] [--precision fp32] [--out PATH]
+
+The bundle is the demo's (``ceir demo --out demo-out`` writes demo-out/bundle). One machine,
+loopback: the server runs in its own process (``ceir serve``), the clients in this one (asyncio
++ aiohttp), one image per request (the case dynamic batching is for), PNG images drawn from the
+demo's world. Figures:
+
+- ``images_per_s``: served at concurrency 1, 8, 32, with dynamic batching (--max-batch-size 32,
+  --max-wait-ms 5) and without (--max-batch-size 1: every request runs alone); and the runtime
+  in process (``Runtime.embed`` on the same PNG files, batches of 32, the same precision);
+- ``served_over_inprocess`` at 8 (bar >= 0.8), ``batching_gain`` at 8 (bar >= 2); also at 8 with
+  16 images per request (``8_x16_per_request``), where HTTP's cost per image is 16 times smaller;
+- ``latency_ms`` p50 / p99 at 8, batched (bar: p99 <= 3 x p50);
+- ``errors``: a mixed run (good images and hostile ones: truncated, empty, not an image, a
+  decompression bomb's header, bad base64): failed good requests (bar 0), hostile ones not
+  answered 4xx, and whether the server was still up.
+
+Client and server share this machine's cores, so served figures include the client's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+for extra in (ROOT, ROOT / "exporters/onnx/src", ROOT / "plugins/serve/src", Path(__file__).resolve().parent):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+BARS = {"served_over_inprocess_c8": (">=", 0.8), "batching_gain_c8": (">=", 2.0), "p99_over_p50_c8": ("<=", 3.0),
+        "failed_good_requests": ("<=", 0)}
+CONCURRENCY = (1, 8, 32)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def world_pngs(n: int, image_size: int, out: Path) -> list[Path]:
+    """Images of the demo's world, as PNG files (what a client would send)."""
+    from PIL import Image
+
+    from ceir_sdk.worlds import World
+
+    world = World("world10", image_size=image_size, seed=0)
+    paths: list[Path] = []
+    for batch in world.batches(n, split="test", batch_size=256):
+        for img in batch.images:
+            p = out / f"img{len(paths):05d}.png"
+            Image.fromarray(img).save(p)
+            paths.append(p)
+    return paths
+
+
+def hostile_bodies() -> list[bytes]:
+    """Bad inputs a public endpoint sees: each must get a 4xx, and nothing else may suffer."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(buf, format="PNG")
+    png = buf.getvalue()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40_000, 40_000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    images = [png[: len(png) // 2], b"", b"this is text, not a PNG", bomb]
+    bodies = [json.dumps({"input": "data:image/png;base64," + base64.b64encode(x).decode(), "modality": "image"})
+              for x in images]
+    bodies.append(json.dumps({"input": "@@not base64@@", "modality": "image"}))
+    bodies.append('{"input": [')
+    return [b.encode() for b in bodies]
+
+
+class ServerProcess:
+    def __init__(self, bundle: Path, precision: str, *extra: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        ceir = Path(sys.executable).parent / "ceir"
+        cmd = [str(ceir)] if ceir.exists() else [sys.executable, "-c", "from ceir_sdk.cli import main; main()"]
+        cmd += ["serve", str(bundle), "--port", str(self.port), "--precision", precision, "--log-level", "warning",
+                "--max-items", "64", *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env={**os.environ, "CEIR_SERVE_TOKEN": ""})
+        self.started_s = self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 120) -> float:
+        import httpx
+
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < timeout:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+                raise RuntimeError(f"ceir serve exited: {err}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return time.perf_counter() - t0
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"ceir serve not ready after {timeout} s")
+
+    def alive(self) -> bool:
+        import httpx
+
+        try:
+            return self.proc.poll() is None and httpx.get(f"{self.url}/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def _load(url: str, bodies: list[bytes], concurrency: int, n_requests: int,
+                good: list[bool] | None = None) -> dict[str, Any]:
+    """``concurrency`` clients, each sending one request at a time, ``n_requests`` in all (bounded).
+
+    aiohttp: the lightest asyncio client at hand; the clients share the cores with the server, so
+    a heavier client would lower the served figures for reasons that are not the server's."""
+    import aiohttp
+
+    latencies: list[float] = []
+    statuses: list[tuple[bool, int]] = []
+    next_i = 0
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=120)) as client:
+        async def worker() -> None:
+            nonlocal next_i
+            while next_i < n_requests:
+                i = next_i
+                next_i += 1
+                t0 = time.perf_counter()
+                try:
+                    async with client.post("/v1/embeddings", data=bodies[i % len(bodies)], headers=headers) as r:
+                        await r.read()
+                        status = r.status
+                except aiohttp.ClientError:
+                    status = -1
+                latencies.append(time.perf_counter() - t0)
+                statuses.append((True if good is None else good[i % len(bodies)], status))
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    ms = np.array(latencies) * 1000
+    return {"requests": n_requests, "wall_s": round(wall, 3), "per_s": n_requests / wall,
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "statuses": statuses}
+
+
+def load(url: str, bodies: list[bytes], concurrency: int, n_requests: int,
+         good: list[bool] | None = None) -> dict[str, Any]:
+    asyncio.run(_load(url, bodies, concurrency, min(20, n_requests), good))  # warm-up: connections, caches
+    return asyncio.run(_load(url, bodies, concurrency, n_requests, good))
+
+
+def inprocess(bundle: Path, precision: str, paths: list[Path], rounds: int) -> dict[str, Any]:
+    from ceir_onnx.runtime import Runtime
+
+    rt = Runtime(bundle, precision=precision, batch_size=32)
+    rt.embed([str(p) for p in paths[:64]])  # warm-up
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        rt.embed([str(p) for p in paths])
+        times.append(time.perf_counter() - t0)
+    return {"images": len(paths), "per_s": len(paths) / statistics.median(times),
+            "rounds_s": [round(t, 3) for t in times], "precision": rt.precision, "providers": rt.providers}
+
+
+def bar(value: float, op: str, limit: float) -> dict[str, Any]:
+    met = value >= limit if op == ">=" else value <= limit
+    return {"value": round(value, 3), "bar": f"{op} {limit}", "met": bool(met)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path, default=ROOT / "demo-out" / "bundle")
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke test)")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if not (args.bundle / "manifest.json").is_file():
+        sys.exit(f"no bundle at {args.bundle}: run `ceir demo --out demo-out` (or --size small) first, or pass "
+                 "--bundle DIR")
+    from _results import result_path, write_result
+
+    n_req = {1: 150, 8: 600, 32: 600} if not args.quick else {1: 40, 8: 160, 32: 160}
+    manifest = json.loads((args.bundle / "manifest.json").read_text())
+    size = int(manifest["preprocess"]["image_size"])
+    tmp = Path(tempfile.mkdtemp(prefix="ceir-serve-bench-"))
+    paths = world_pngs(256, size, tmp)
+    bodies = [json.dumps({"input": "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode(),
+                          "modality": "image"}).encode() for p in paths]
+    results: dict[str, Any] = {"bundle": str(args.bundle), "precision": args.precision, "quick": args.quick,
+                               "image_size": size, "requests": {str(c): n for c, n in n_req.items()},
+                               "images_per_s": {}, "latency_ms": {}, "server_start_s": {}}
+    t_start = time.perf_counter()
+    results["images_per_s"]["inprocess"] = inprocess(args.bundle, args.precision, paths, 3 if args.quick else 5)
+    configs = {"batched": ["--max-batch-size", "32", "--max-wait-ms", "5"], "unbatched": ["--max-batch-size", "1"]}
+    for name, extra in configs.items():
+        server = ServerProcess(args.bundle, args.precision, *extra)
+        results["server_start_s"][name] = round(server.started_s, 2)
+        try:
+            per: dict[str, Any] = {}
+            for c in CONCURRENCY:
+                run = load(server.url, bodies, c, n_req[c])
+                failed = sum(1 for _, s in run.pop("statuses") if s != 200)
+                per[str(c)] = {"per_s": round(run["per_s"], 1), "failed": failed}
+                results["latency_ms"][f"{name}_c{c}"] = {"p50": round(run["p50_ms"], 2), "p99": round(run["p99_ms"], 2)}
+                print(f"{name} c={c}: {run['per_s']:.1f} images/s, p50 {run['p50_ms']:.1f} ms, "
+                      f"p99 {run['p99_ms']:.1f} ms, failed {failed}", flush=True)
+            results["images_per_s"][name] = per
+            if name == "batched":
+                # The same images, 16 per request: the HTTP cost per image shrinks 16-fold.
+                multi = [json.dumps({"input": [json.loads(b)["input"] for b in bodies[i:i + 16]],
+                                     "modality": "image"}).encode() for i in range(0, len(bodies), 16)]
+                run = load(server.url, multi, 8, n_req[8] // 16)
+                failed = sum(1 for _, s in run.pop("statuses") if s != 200)
+                per["8_x16_per_request"] = {"per_s": round(16 * run["per_s"], 1), "failed": failed}
+                print(f"batched c=8, 16 images per request: {16 * run['per_s']:.1f} images/s", flush=True)
+                hostile = hostile_bodies()
+                mixed = bodies[:90] + hostile * 2  # ~12% hostile, interleaved by the modulo below
+                good = [True] * 90 + [False] * (2 * len(hostile))
+                order = np.random.default_rng(0).permutation(len(mixed))
+                mixed = [mixed[i] for i in order]
+                good = [good[i] for i in order]
+                run = load(server.url, mixed, 8, 4 * len(mixed), good)
+                st = run.pop("statuses")
+                results["errors"] = {
+                    "requests": len(st), "good": sum(g for g, _ in st), "hostile": sum(not g for g, _ in st),
+                    "failed_good_requests": sum(1 for g, s in st if g and s != 200),
+                    "hostile_not_4xx": sum(1 for g, s in st if not g and not 400 <= s < 500),
+                    "server_up_after": server.alive()}
+                print(f"mixed: {results['errors']}", flush=True)
+        finally:
+            server.stop()
+    ip = results["images_per_s"]["inprocess"]["per_s"]
+    b8 = results["images_per_s"]["batched"]["8"]["per_s"]
+    u8 = results["images_per_s"]["unbatched"]["8"]["per_s"]
+    lat = results["latency_ms"]["batched_c8"]
+    results["served_over_inprocess_c8"] = round(b8 / ip, 3)
+    results["served_over_inprocess_c8_x16_per_request"] = round(
+        results["images_per_s"]["batched"]["8_x16_per_request"]["per_s"] / ip, 3)
+    results["batching_gain_c8"] = round(b8 / u8, 3)
+    results["bars"] = {
+        "served_over_inprocess_c8": bar(b8 / ip, *BARS["served_over_inprocess_c8"]),
+        "batching_gain_c8": bar(b8 / u8, *BARS["batching_gain_c8"]),
+        "p99_over_p50_c8": bar(lat["p99"] / lat["p50"], *BARS["p99_over_p50_c8"]),
+        "failed_good_requests": bar(results["errors"]["failed_good_requests"], *BARS["failed_good_requests"]),
+    }
+    results["seconds"] = round(time.perf_counter() - t_start, 1)
+    results["command"] = "python benchmarks/serve.py " + " ".join(sys.argv[1:])
+    path = result_path("serve", args.quick, args.out)
+    write_result(path, results)
+    print(json.dumps(results["bars"], indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
