@@ -221,9 +221,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (median reported)")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: benchmarks/results/onnx_speed.json (--quick: results/quick/)")
+    parser.add_argument("--world-int8-only", action="store_true",
+                        help="re-measure only int8_world_model (e.g. after retraining the world CLIP) and update it "
+                             "in the existing result; the speed figures are left as they are")
     args = parser.parse_args()
     import torch
     from _results import result_path, write_result
+
+    if args.world_int8_only:
+        import json
+
+        path = result_path("onnx_speed", args.quick, args.out)
+        results = json.loads(path.read_text())
+        tmp = Path(tempfile.mkdtemp(prefix="ceir-onnx-world-"))
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        world = world_int8(tmp, *((512, 64) if args.quick else (5000, 512)))
+        results["int8_world_model"] = world
+        results.setdefault("figures", {})["int8_min_cosine"] = world.get("value")
+        results["int8_world_model_measured_separately"] = (
+            "int8_world_model was re-measured alone (--world-int8-only) after the world CLIP changed; "
+            "the speed figures are from the run before")
+        write_result(path, results)
+        print(json.dumps(world, indent=2))
+        return
     from ceir_onnx.benchmarking import open_clip_parts
     from ceir_onnx.export import _image_graph_module, export_bundle
     from ceir_onnx.runtime import Runtime
