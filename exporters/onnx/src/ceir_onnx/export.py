@@ -31,6 +31,13 @@ IMAGE_INPUT = "pixels"
 IMAGE_OUTPUTS = ("concepts", "latent", "image_features")
 TEXT_INPUT = "tokens"
 TEXT_OUTPUTS = ("text_features",)
+#: manifest "text_space": how a text query reaches the concepts. "backbone": the text graph is the
+#: backbone's text tower, and its features go through the concept head like image features (every
+#: bundle before concept models). "concept_model": the text graph is the separate concept model's
+#: text tower (the model whose scores the projection was trained on), and a text is scored by its
+#: cosine with the concepts' text embeddings, which are in that model's space; the head takes
+#: backbone image features only.
+TEXT_SPACES = ("backbone", "concept_model")
 HEAD_INPUT = "features"
 HEAD_OUTPUTS = ("concepts", "latent")
 LATENT_INPUT = "concepts"
@@ -64,6 +71,9 @@ class ExportParts:
     presence_thresholds: np.ndarray | None = None
     # whether a description needs the concepts among its words (ceir_sdk.concepts.generality)
     presence_by_parts: bool = True
+    # where text queries and concept_text_embeddings live (TEXT_SPACES); with "concept_model",
+    # text_module and tokenizer_info are the concept model's, and the embeddings are of its width
+    text_space: str = "backbone"
 
 
 def _image_graph_module(parts: ExportParts) -> Any:
@@ -244,6 +254,8 @@ def export_bundle(
         raise BadInputError(
             f"concept_text_embeddings must be (n_concepts={len(concepts)}, D); got {text_emb.shape}"
         )
+    if parts.text_space not in TEXT_SPACES:
+        raise BadInputError(f"text_space must be one of {', '.join(TEXT_SPACES)}; got {parts.text_space!r}")
     pre = PreprocessConfig.from_dict(parts.preprocess, strict=True)
     size = pre.image_size
     vocab = Path(parts.tokenizer_info.get("vocab_file", ""))
@@ -320,6 +332,16 @@ def export_bundle(
                 text_ref = [parts.text_module.eval()(torch.from_numpy(tokens)).float().numpy()]
             text_parity = agreement(text_ref, run_graph(stage / "text.onnx", {TEXT_INPUT: tokens}),
                                     list(TEXT_OUTPUTS))
+            if text_emb.shape[1] != text_ref[0].shape[1] and parts.text_space == "concept_model":
+                raise BadInputError(
+                    f"the text graph gives {text_ref[0].shape[1]}-dimensional features but the concept text "
+                    f"embeddings are {text_emb.shape[1]}-dimensional; with text_space 'concept_model' both must "
+                    "come from the concept model")
+            # The same refusal as the image and head graphs: text search must match torch as well.
+            worst_text = text_parity["text_features"]["max_abs_diff"]
+            if worst_text > FP32_TOLERANCE:
+                raise BadInputError(
+                    f"exported text graph disagrees with torch (max abs diff {worst_text:.2e} > {FP32_TOLERANCE})")
             graphs["text"] = {**_io_spec(stage / "text.onnx"),
                               "variants": {"fp32": {"file": "text.onnx", "agreement_to_torch": text_parity}}}
             (stage / "tokenizer").mkdir()
@@ -347,7 +369,10 @@ def export_bundle(
             "opset": opset,
             "model": parts.model_info,
             "n_concepts": len(concepts),
-            "embed_dim": int(text_emb.shape[1]),
+            # the width of the head's input (backbone image features); texts' width below
+            "embed_dim": int(ref[2].shape[1]),
+            "text_embed_dim": int(text_emb.shape[1]),
+            "text_space": parts.text_space,
             "latent_dim": int(ref[1].shape[1]),
             "preprocess": {**parts.preprocess, "image_size": size},
             "tokenizer": tokenizer,
@@ -367,8 +392,29 @@ def export_bundle(
     return Path(out_dir).resolve()
 
 
+def _text_parts(model_like: Any, name: str) -> tuple[Any, dict[str, Any]]:
+    """(text module or None, tokenizer_info) of a backbone or concept model, checked for the runtime."""
+    torch_modules = getattr(model_like, "torch_modules", None)
+    modules = torch_modules() if callable(torch_modules) else {}
+    if modules.get("text") is None:
+        return None, {}
+    info_of = getattr(model_like, "tokenizer_info", None)
+    tokenizer_info = dict(info_of()) if callable(info_of) else {}
+    if tokenizer_info.get("kind") != "clip-bpe":
+        raise BadInputError(
+            f"{name} has a text module, but the ONNX runtime tokenizes only CLIP BPE and its "
+            f"tokenizer_info() says {tokenizer_info or 'nothing'}: give tokenizer_info() with kind "
+            "'clip-bpe', context_length and vocab_file, or leave 'text' out of torch_modules() for an "
+            "image-only bundle")
+    return modules["text"], tokenizer_info
+
+
 def parts_from_model(model: Any) -> ExportParts:
-    """Collect the export parts from a fitted ``ceir_sdk.model.CEIRModel``."""
+    """Collect the export parts from a fitted ``ceir_sdk.model.CEIRModel``.
+
+    The image graph is always backbone + projection + latent encoder: a separate concept model
+    (the CLIP whose scores the projection learned) is not needed to embed images. Text queries
+    go through the concept model's text tower in that case (``text_space`` "concept_model")."""
     backbone = model.backbone
     name = getattr(backbone, "name", type(backbone).__name__)
     torch_modules = getattr(backbone, "torch_modules", None)
@@ -377,22 +423,24 @@ def parts_from_model(model: Any) -> ExportParts:
         raise BadInputError(
             f"backbone {name!r} gives no image module to export: its torch_modules() must return "
             "{\"image\": module(pixels) -> features} (and \"text\" for text queries); see docs/plugins.md")
-    tokenizer_info: dict[str, Any] = {}
-    if modules.get("text") is not None:
-        info_of = getattr(backbone, "tokenizer_info", None)
-        tokenizer_info = dict(info_of()) if callable(info_of) else {}
-        if tokenizer_info.get("kind") != "clip-bpe":
-            raise BadInputError(
-                f"backbone {name!r} has a text module, but the ONNX runtime tokenizes only CLIP BPE and its "
-                f"tokenizer_info() says {tokenizer_info or 'nothing'}: give tokenizer_info() with kind "
-                "'clip-bpe', context_length and vocab_file, or leave 'text' out of torch_modules() for an "
-                "image-only bundle")
     latent = getattr(model, "latent_model", None)
     info = {
         "backbone": backbone.spec(),
         "latent_model": getattr(latent, "name", None),
         "latent_dim": getattr(latent, "latent_dim", None),
     }
+    text_space = "backbone"
+    if getattr(model, "concept_targets", "backbone") == "concept model":
+        text_space = "concept_model"
+        concept_model = model.concept_model  # None when only its features were given: no text graph
+        info["concept_model"] = None if concept_model is None else concept_model.spec()
+        text_module: Any = None
+        tokenizer_info: dict[str, Any] = {}
+        if concept_model is not None:
+            text_module, tokenizer_info = _text_parts(concept_model,
+                                                      f"concept model {concept_model.spec().get('name')!r}")
+    else:
+        text_module, tokenizer_info = _text_parts(backbone, f"backbone {name!r}")
     return ExportParts(
         image_module=modules["image"],
         head_module=model.head_module(),
@@ -400,11 +448,12 @@ def parts_from_model(model: Any) -> ExportParts:
         concept_text_embeddings=np.asarray(model.concept_text_embeddings(), dtype=np.float32),
         preprocess=backbone.preprocess_config(),
         tokenizer_info=tokenizer_info,
-        text_module=modules.get("text"),
+        text_module=text_module,
         latent_module=model.latent_model.encoder_module(),
         model_info=info,
         presence_thresholds=getattr(model, "presence_thresholds", None),
         presence_by_parts=bool(getattr(model, "presence_by_parts", True)),
+        text_space=text_space,
     )
 
 

@@ -28,7 +28,7 @@ from ceir_onnx.runtime.sessions import Sessions
 from ceir_onnx.runtime.text import TextPart
 from ceir_onnx.runtime.tokenizer import ClipTokenizer
 from ceir_sdk.concepts.generality import presence_mask, presence_requirements
-from ceir_sdk.data.images import LoadOptions
+from ceir_sdk.data.images import LoadOptions, NoUsableImagesError
 from ceir_sdk.errors import BadInputError
 
 _log = logging.getLogger("ceir_onnx.runtime")
@@ -194,7 +194,7 @@ class Runtime:
                 outs.append(batch)
                 kept.extend(batch.kept)
         if not outs and skipped:
-            raise BadInputError(f"none of the {len(items)} images could be read; the first problem: "
+            raise NoUsableImagesError(f"none of the {len(items)} images could be read; the first problem: "
                                 f"{skipped[0][1]}")
         result = concat(outs)
         result.kept, result.skipped = kept, skipped
@@ -268,8 +268,16 @@ class Runtime:
         model's encoder alone, used to search with edited concepts."""
         return self.text.concept_vector(activations)
 
+    def _require_texts_in_image_space(self, what: str) -> None:
+        if not self.text.texts_in_image_space:
+            raise BadInputError(
+                f"{what} compares text features with the backbone's image features, but this bundle's text "
+                "graph is its concept model's text tower (another space); use encode_texts (concepts and "
+                "latents) and search an index in latent or concept space instead")
+
     def concept_similarity(self, images: Any, texts: Sequence[str]) -> np.ndarray:
         """Open-world concepts: cosine of each image to each text (N, len(texts))."""
+        self._require_texts_in_image_space("concept_similarity")
         feats = self.embed(images, output="all").image_features
         text = self.embed_texts(texts)
         feats = feats / np.linalg.norm(feats, axis=1, keepdims=True)
@@ -299,4 +307,5 @@ class Runtime:
 
     def search_text(self, index: Any, text: str | Sequence[str], *, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Text query against an index built with ``space="clip"``."""
+        self._require_texts_in_image_space("search_text")
         return index.search(self.embed_texts(text), k)

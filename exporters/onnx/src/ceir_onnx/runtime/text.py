@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ceir_onnx.runtime.sessions import Sessions
-from ceir_sdk.concepts.text_scale import standardise_text_activations, text_statistics
+from ceir_sdk.concepts.text_scale import concept_scores, standardise_text_activations, text_statistics
 from ceir_sdk.errors import BadInputError
 
 #: rows per run of the small head and latent graphs (they are cheap; this bounds memory)
@@ -22,9 +22,18 @@ class TextPart:
         self.sessions, self.concepts = sessions, concepts
         self.concept_text_embeddings = concept_text_embeddings
         self._text_stats: tuple[np.ndarray, np.ndarray] | None = None
+        # "concept_model": the text graph is a separate concept model's text tower and texts are
+        # scored by cosine with the concepts (ceir_onnx.export.TEXT_SPACES); bundles before: "backbone".
+        self.text_space = str(sessions.manifest.get("text_space", "backbone"))
+
+    @property
+    def texts_in_image_space(self) -> bool:
+        """Whether text features can be compared with image features (the same model's towers)."""
+        return self.text_space == "backbone"
 
     def embed_texts(self, texts: str | Sequence[str], batch_size: int) -> np.ndarray:
-        """Unnormalised text features (N, D) in the backbone's space."""
+        """Unnormalised text features (N, D) of the bundle's text graph (the backbone's, or the
+        concept model's when ``text_space`` is "concept_model")."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts or not all(isinstance(t, str) for t in texts):
             raise BadInputError("give one or more texts (strings); got " + (repr(texts[:3]) if texts else "none"))
@@ -57,13 +66,20 @@ class TextPart:
         """(concept z-scores (N, C), latents (N, L)) of texts, as the torch model computes them:
         the text graph, the concept head, re-standardisation with text statistics (CLIP's
         modality gap, see ``ceir_sdk.concepts.text_scale``), then the latent graph."""
-        raw = self.encode_features(self.embed_texts(texts, batch_size), output="concepts")
+        features = self.embed_texts(texts, batch_size)
+        if self.text_space == "concept_model":  # as ceir_sdk.model.concept_model.encode_texts
+            raw = concept_scores(features, self.concept_text_embeddings)
+        else:
+            raw = self.encode_features(features, output="concepts")
         concepts = standardise_text_activations(raw, *self.text_statistics())
         return concepts, self.concept_vector(concepts)
 
     def text_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         if self._text_stats is None:
-            reference = self.encode_features(self.concept_text_embeddings, output="concepts")
+            if self.text_space == "concept_model":
+                reference = concept_scores(self.concept_text_embeddings, self.concept_text_embeddings)
+            else:
+                reference = self.encode_features(self.concept_text_embeddings, output="concepts")
             self._text_stats = text_statistics(reference)
         return self._text_stats
 
