@@ -166,10 +166,14 @@ def check_format(data: Any, fmt: str, version: int, where: str, *, upgrade: str)
 
     if not isinstance(data, dict) or data.get("format") != fmt:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise IncompatibleFileError(f"{where} holds {found!r}, not a {fmt!r}")
+        raise IncompatibleFileError(f"{where} has format {found!r}, not {fmt!r}")
     got = data.get("format_version")
-    if not isinstance(got, int) or got > version or got < 1:
-        raise IncompatibleFileError(f"{where} has {fmt} format version {got}; this version reads {version}: {upgrade}")
+    if isinstance(got, int) and got > version:
+        raise IncompatibleFileError(f"{where}: format_version {got} is not supported: {fmt} format version {got} is "
+                                    f"newer than this version reads ({version}); {upgrade}")
+    if not isinstance(got, int) or got < 1:
+        raise IncompatibleFileError(f"{where}: format_version {got!r} is not supported ({fmt} format versions 1 to "
+                                    f"{version} are); {upgrade}")
     return data
 
 

@@ -288,11 +288,13 @@ def _bundle_exporter(model_dir: Path) -> tuple[str, Any] | None:
 def _load_model(model_dir: Path) -> Any:
     from ceir_sdk.errors import BadInputError
 
-    if _bundle_exporter(model_dir) is not None:
+    bundle = _bundle_exporter(model_dir)
+    if bundle is not None:
         raise BadInputError(
-            f"{model_dir} is an ONNX bundle, not a fitted model directory: `ceir encode/explain/cluster` run the torch "
-            "model. For a bundle use `ceir index build/search --model BUNDLE` or the exporter's runtime (no "
-            "torch needed), or pass the model directory the bundle was exported from"
+            f"{model_dir} is an exported bundle ({bundle[0]}), not a fitted model directory: `ceir encode` and "
+            "`ceir cluster` run the torch model. For a bundle use `ceir index build/search --model BUNDLE`, "
+            "`ceir explain BUNDLE IMAGES` or the exporter's runtime (no torch needed), or pass the model directory "
+            "the bundle was exported from"
         )
     try:
         from ceir_sdk.model import CEIRModel
