@@ -1,7 +1,7 @@
 """`ceir serve` throughput, batching gain, latency and bad-input robustness (issue 20); writes
 benchmarks/results/serve.json.
 
-    python benchmarks/serve.py [--bundle DIR] [--quick] [--precision fp32] [--out PATH]
+    python benchmarks/serve.py [--bundle DIR] [--quick] [--precision fp32] [--ray-replicas N] [--out PATH]
 
 The bundle is the demo's (``ceir demo --out demo-out`` writes demo-out/bundle). One machine,
 loopback: the server runs in its own process (``ceir serve``), the clients in this one (asyncio
@@ -17,6 +17,8 @@ demo's world. Figures:
 - ``errors``: a mixed run (good images and hostile ones: truncated, empty, not an image, a
   decompression bomb's header, bad base64): failed good requests (bar 0), hostile ones not
   answered 4xx, and whether the server was still up.
+
+With ``--ray-replicas N``: what `ceir serve --ray --replicas N` costs at start-up (``ray_serve_start``).
 
 Client and server share this machine's cores, so served figures include the client's cost.
 """
@@ -199,6 +201,41 @@ def inprocess(bundle: Path, precision: str, paths: list[Path], rounds: int) -> d
             "rounds_s": [round(t, 3) for t in times], "precision": rt.precision, "providers": rt.providers}
 
 
+def ray_start(bundle: Path, precision: str, replicas: int) -> dict[str, Any]:
+    """What `ceir serve --ray --replicas N` costs at start-up: a local Ray instance, Serve and N
+    replicas each loading the bundle, until /ready answers through Ray's proxy; then one request."""
+    import httpx
+    import ray
+    from ceir_serve.ray_backend import start_on_ray
+    from ceir_serve.settings import ServeSettings
+    from ray import serve
+
+    port = _free_port()
+    t0 = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    t_ray = time.perf_counter() - t0
+    try:
+        start_on_ray(bundle, None, ServeSettings(precision=precision), address="local", replicas=replicas,
+                     host="127.0.0.1", port=port, replica_cpus=(os.cpu_count() or 1) / replicas)
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        total = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"input": "a striped cat"}, timeout=60)
+        first = time.perf_counter() - t1
+        return {"replicas": replicas, "ray_init_s": round(t_ray, 2), "total_to_ready_s": round(total, 2),
+                "first_request_ms": round(1000 * first, 1), "first_request_status": r.status_code}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
 def bar(value: float, op: str, limit: float) -> dict[str, Any]:
     met = value >= limit if op == ">=" else value <= limit
     return {"value": round(value, 3), "bar": f"{op} {limit}", "met": bool(met)}
@@ -210,6 +247,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke test)")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--ray-replicas", type=int, default=0,
+                        help="also time `ceir serve --ray --replicas N` start-up on a local Ray instance")
     args = parser.parse_args()
     if not (args.bundle / "manifest.json").is_file():
         sys.exit(f"no bundle at {args.bundle}: run `ceir demo --out demo-out` (or --size small) first, or pass "
@@ -280,6 +319,9 @@ def main() -> None:
         "p99_over_p50_c8": bar(lat["p99"] / lat["p50"], *BARS["p99_over_p50_c8"]),
         "failed_good_requests": bar(results["errors"]["failed_good_requests"], *BARS["failed_good_requests"]),
     }
+    if args.ray_replicas:
+        results["ray_serve_start"] = ray_start(args.bundle, args.precision, args.ray_replicas)
+        print(f"ray: {results['ray_serve_start']}", flush=True)
     results["seconds"] = round(time.perf_counter() - t_start, 1)
     results["command"] = "python benchmarks/serve.py " + " ".join(sys.argv[1:])
     path = result_path("serve", args.quick, args.out)
