@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,11 @@ def _column(name: str) -> str:
     return f"json_extract(fields, '$.{path}')"
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:45]}...{text[-10:]}"
+
+
 def _scalar(value: Any, name: str) -> Any:
     if isinstance(value, bool):
         return int(value)  # json_extract returns 0/1 for JSON booleans
@@ -51,6 +57,28 @@ def _scalar(value: Any, name: str) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise BadInputError(f"filter value {value!r} for {name!r} must be a string, number, bool or None")
+
+
+_RANGE = ("$gt", "$gte", "$lt", "$lte")
+
+
+def _is_number_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _comparisons(where: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """(field, operator, value) of every ordering comparison in ``where``."""
+    out: list[tuple[str, str, Any]] = []
+    for name, cond in where.items():
+        if isinstance(cond, Mapping):
+            out.extend((str(name), op, value) for op, value in cond.items() if op in _RANGE)
+    return out
 
 
 def compile_filter(where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
@@ -77,6 +105,10 @@ def compile_filter(where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
         for op, value in ops.items():
             if op in _OPS:
                 v = _scalar(value, name)
+                if name == "id" and isinstance(v, str) and not _is_number_text(v):
+                    raise BadInputError(
+                        f"filter id {_OPS[op]} {_short(v)} compares the integer id with text, which matches "
+                        "nothing; compare it with a number, e.g. id>17")
                 if v is None and op in ("$eq", "$ne"):
                     clauses.append(f"{col} IS {'NOT ' if op == '$ne' else ''}NULL")
                 else:
@@ -102,12 +134,19 @@ def compile_filter(where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
 class MetadataStore:
     """SQLite table of items; every write goes through one transaction the caller controls."""
 
+    #: Filters whose ids are kept (most recently used first out last). A filter's ids stay valid
+    #: until the next insert or delete, and a service asks the same few filters again and again:
+    #: without this, every filtered query scanned the table (json_extract per row; at 1M items
+    #: that scan costs far more than the faiss search it feeds).
+    FILTER_CACHE_SIZE = 32
+
     def __init__(self, conn: sqlite3.Connection | None = None) -> None:
         self.conn = conn or sqlite3.connect(":memory:", check_same_thread=False)
         # Autocommit: transactions are only the explicit BEGIN/COMMIT of ConceptIndex.add/remove,
         # so no stray implicit transaction can hold a lock that would stall a save.
         self.conn.isolation_level = None
         self.conn.executescript(_SCHEMA)
+        self._filter_cache: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
 
     # -- writes (inside the caller's transaction) -------------------------------------
     def insert(self, ids: np.ndarray, records: Sequence[Mapping[str, Any]]) -> None:
@@ -121,12 +160,14 @@ class MetadataStore:
             except (TypeError, ValueError) as exc:
                 raise BadInputError(f"metadata of item {i} is not JSON-serialisable: {exc}") from exc
             rows.append((i, None if key is None else str(key), None if path is None else str(path), fields))
+        self._filter_cache.clear()  # before the write: a rolled-back insert must not leave stale ids either
         try:
             self.conn.executemany("INSERT INTO items (id, key, path, fields) VALUES (?, ?, ?, ?)", rows)
         except sqlite3.IntegrityError as exc:
             raise BadInputError(f"duplicate item id or key ({exc}); ids and keys must be unique") from exc
 
     def delete(self, ids: np.ndarray) -> None:
+        self._filter_cache.clear()
         self.conn.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids.tolist()])
 
     def set_meta(self, name: str, value: Any) -> None:
@@ -165,12 +206,49 @@ class MetadataStore:
         return out
 
     def filter_ids(self, where: Mapping[str, Any] | None) -> np.ndarray:
+        """Sorted ids of the items matching ``where``: a read-only array, the same object for the
+        same filter until the store changes (so searches can cache what they build from it)."""
         sql, params = compile_filter(where)
+        # the parameters' types are part of the key: 1, 1.0 and True are one value to Python only
+        key = (sql, *((type(p).__name__, p) for p in params))
+        cached = self._filter_cache.get(key)
+        if cached is not None:
+            self._filter_cache.move_to_end(key)
+            return cached
         try:
             rows = self.conn.execute(f"SELECT id FROM items WHERE {sql} ORDER BY id", params).fetchall()
         except sqlite3.Error as exc:
             raise BadInputError(f"metadata filter {dict(where or {})!r} failed: {exc}") from exc
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows and where:
+            self._check_comparison_types(where)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        ids.flags.writeable = False
+        self._filter_cache[key] = ids
+        while len(self._filter_cache) > self.FILTER_CACHE_SIZE:
+            self._filter_cache.popitem(last=False)
+        return ids
+
+    def _check_comparison_types(self, where: Mapping[str, Any]) -> None:
+        """An ordering comparison that matched nothing because it compares numbers with text (or
+        text with numbers) is a mistake, not an empty answer: say so. SQLite orders every number
+        before every text, so `n > 'abc'` is false for all numeric n."""
+        for name, op, value in _comparisons(where):
+            if name in _COLUMNS:
+                continue  # id is checked when compiling; key and path are text and compare as text
+            col = _column(name)
+            kind = col.replace("json_extract(", "json_type(", 1)
+            stored = {r[0] for r in self.conn.execute(
+                f"SELECT DISTINCT {kind} FROM items WHERE {kind} IS NOT NULL LIMIT 8").fetchall()}
+            numeric_field = bool(stored) and stored <= {"integer", "real"}
+            text_field = stored == {"text"}
+            if numeric_field and isinstance(value, str) and not _is_number_text(value):
+                raise BadInputError(
+                    f"filter {name} {_OPS[op]} {_short(value)} compares {name!r}, which holds numbers, with text, "
+                    f"so it matches nothing; compare it with a number, e.g. {name}{_OPS[op]}3")
+            if text_field and isinstance(value, (int, float)) and not isinstance(value, bool):
+                raise BadInputError(
+                    f"filter {name} {_OPS[op]} {value!r} compares {name!r}, which holds text, with a number, "
+                    "so it matches nothing; compare it with text")
 
     def records(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,12 @@ IVF_FLAT_BELOW = 10_000_000
 # exact search over just those items: cheaper than probing, and never returns short lists.
 _EXACT_FILTER_MAX = 20_000
 _EXACT_FILTER_SHARE = 0.05
+# A bitmap selector (one bit per id up to the largest allowed id) answers "is this id allowed?"
+# with one load; IDSelectorBatch hashes every allowed id on each construction (500k ids: tens of
+# ms per query). Above this many bytes of bitmap (ids up to 2^29) the hash selector is used.
+_BITMAP_MAX_BYTES = 64 << 20
+_ALLOWED_CACHE_SIZE = 8
+_SUBSET_CACHE_MAX_BYTES = 32 << 20  # vectors of an exact-path subset kept per filter (at most 8)
 
 
 def _pow2(x: float) -> int:
@@ -86,6 +93,11 @@ class VectorStore:
         self.ef_search = ef_search
         self.use_gpu = faiss_gpu_available() if use_gpu is None else use_gpu
         self._gpu_index: Any = None
+        # What filtered searches build from an allowed-id array (its selector, or its vectors for
+        # the exact path), by the array's identity: MetadataStore.filter_ids hands out the same
+        # read-only array for the same filter, so a repeated filter builds nothing. Cleared when
+        # the stored vectors change.
+        self._allowed_cache: dict[int, tuple[weakref.ref[np.ndarray], dict[str, Any]]] = {}
         try:
             self._ivf: Any = faiss.extract_index_ivf(index)
         except RuntimeError:
@@ -158,6 +170,7 @@ class VectorStore:
             raise BadInputError(f"the {self.factory} index must be trained before adding; call train() first")
         self.index.add_with_ids(self.prepare(x), np.ascontiguousarray(ids, dtype=np.int64))
         self._gpu_index = None
+        self._allowed_cache.clear()
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -169,6 +182,7 @@ class VectorStore:
                 raise
             removed = self._rebuild_without(ids)
         self._gpu_index = None
+        self._allowed_cache.clear()
         return removed
 
     def _rebuild_without(self, ids: np.ndarray) -> int:
@@ -224,8 +238,8 @@ class VectorStore:
         want = min(k, n_allowed)
         if n_allowed <= max(_EXACT_FILTER_MAX, _EXACT_FILTER_SHARE * self.ntotal) or n_allowed < 4 * k:
             return self._exact_subset(q, k, allowed)
-        sel = faiss.IDSelectorBatch(len(allowed), faiss.swig_ptr(allowed))
-        dist, ids = self.index.search(q, k, params=_params(self.index, sel, nprobe, self.ef_search))
+        dist, ids = self.index.search(q, k, params=_params(self.index, self._selector(allowed), nprobe,
+                                                             self.ef_search))
         scores = self._scores(dist, ids)
         short = np.flatnonzero((ids >= 0).sum(axis=1) < want)
         if len(short):  # probes held too few allowed items for these rows: answer exactly
@@ -233,12 +247,44 @@ class VectorStore:
             scores[short], ids[short] = s2, i2
         return scores, ids
 
+    def _cached(self, allowed: np.ndarray) -> dict[str, Any]:
+        """The per-array cache entry of ``allowed`` (created empty)."""
+        key = id(allowed)
+        entry = self._allowed_cache.get(key)
+        if entry is not None and entry[0]() is allowed:  # not a new array at a reused address
+            return entry[1]
+        if len(self._allowed_cache) >= _ALLOWED_CACHE_SIZE:
+            self._allowed_cache.pop(next(iter(self._allowed_cache)))
+        built: dict[str, Any] = {}
+        self._allowed_cache[key] = (weakref.ref(allowed), built)
+        return built
+
+    def _selector(self, allowed: np.ndarray) -> Any:
+        built = self._cached(allowed)
+        if "selector" not in built:
+            top = int(allowed.max()) if len(allowed) else 0
+            if top // 8 + 1 <= _BITMAP_MAX_BYTES:
+                mask = np.zeros(top + 1, dtype=bool)
+                mask[allowed] = True
+                bitmap = np.packbits(mask, bitorder="little")  # faiss reads bit (id & 7) of byte id >> 3
+                built["keep"] = bitmap  # the selector holds a raw pointer into it
+                built["selector"] = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+            else:
+                built["keep"] = allowed
+                built["selector"] = faiss.IDSelectorBatch(len(allowed), faiss.swig_ptr(allowed))
+        return built["selector"]
+
     def _exact_subset(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores = np.full((len(q), k), -np.inf, dtype=np.float32)
         ids = np.full((len(q), k), -1, dtype=np.int64)
         if len(allowed) == 0:
             return scores, ids
-        base = self.reconstruct(allowed)
+        built = self._cached(allowed)
+        base = built.get("vectors")
+        if base is None:
+            base = self.reconstruct(allowed)
+            if base.nbytes <= _SUBSET_CACHE_MAX_BYTES:
+                built["vectors"] = base
         kk = min(k, len(allowed))
         dist, pos = faiss.knn(q, base, kk, metric=_faiss_metric(self.metric))
         ids[:, :kk] = np.where(pos >= 0, allowed[np.clip(pos, 0, None)], -1)
