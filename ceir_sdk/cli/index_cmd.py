@@ -191,10 +191,20 @@ def _encode_images(enc: Any, paths: list[str], on_error: str) -> tuple[Any, Any,
         acts, lat = enc.encode_images(paths)
         return lat, acts, list(enc.concepts), list(range(len(paths)))
     from ceir_sdk.cli.logs import reported_here
+    from ceir_sdk.data.images import NoUsableImagesError
 
     max_pixels = click.get_current_context().meta.get("max_pixels")
-    with reported_here("ceir_sdk.data"):  # skips are reported just below (bundle runtimes return, not log, them)
-        acts, lat, kept, skipped = encode_files(paths, on_error=on_error, max_pixels=max_pixels)
+    try:
+        with reported_here("ceir_sdk.data"):  # skips are reported just below (bundle runtimes return, not log, them)
+            acts, lat, kept, skipped = encode_files(paths, on_error=on_error, max_pixels=max_pixels)
+    except NoUsableImagesError as exc:
+        if on_error != "skip":
+            raise
+        # Asked to skip what cannot be read, and nothing could: that is a result (e.g. the only files a
+        # folder holds beyond those indexed already are broken), not a failure of the command.
+        click.echo(f"skipped all {len(paths)} images: none could be read ({exc})", err=True)
+        click.get_current_context().meta.update(ceir_skipped=len(paths), ceir_skip_reason=str(exc))
+        return None, None, list(enc.concepts), []
     if skipped:
         shown = "; ".join(why if why.startswith(paths[i]) else f"{paths[i]}: {why}" for i, why in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -266,6 +276,8 @@ def _gather_items(embeddings: str | None, encoder: Callable[[], Any] | None, ima
                 return None, None, [], None, []
             paths, records = [paths[i] for i in keep], [records[i] for i in keep]
     lat, acts, names, kept = _encode_images(encoder(), paths, on_error)
+    if lat is None:
+        return None, None, [], None, []
     return lat, acts, names, None, [records[i] for i in kept]
 
 
@@ -348,6 +360,9 @@ def build_cmd(out: str, images: tuple[str, ...], embeddings: str | None, model: 
     ref = None if model is None else EncoderRef.for_model(model, precision=precision)
     encoder = None if model is None else (lambda: load_encoder(model, **_runtime(precision, providers)))
     lat, acts, names, ids, meta = _gather(embeddings, encoder, images, metadata, on_error)
+    if lat is None:
+        reason = click.get_current_context().meta.get("ceir_skip_reason", "none of the images could be read")
+        raise BadInputError(f"{reason}; there is nothing to build an index from")
     idx = ConceptIndex.build(lat, acts, names if acts is not None else (), ids=ids, metadata=meta, metric=metric,
                              factory=factory, tune=not no_tune, target_recall=target_recall)
     idx.encoder_ref = ref
@@ -388,7 +403,9 @@ def add_cmd(index_dir: str, images: tuple[str, ...], embeddings: str | None, mod
     lat, acts, names, ids, meta = _gather(embeddings, encoder, images, metadata, on_error,
                                           skip_keys=idx.keys_present)
     if lat is None:
-        click.echo(f"Added 0 items; the index holds {len(idx)}")
+        unreadable = click.get_current_context().meta.get("ceir_skipped")
+        click.echo(f"Added 0 items{f', skipped {unreadable} unreadable' if unreadable else ''}; "
+                   f"the index holds {len(idx)}")
         return
     if acts is not None and names != idx.concepts:
         raise BadInputError("the new items' concepts differ from the index's; embed them with the same model")

@@ -21,7 +21,7 @@ import numpy as np
 
 from ceir_sdk.data.dataset import ImageDataset, ImageRef, try_load
 from ceir_sdk.data.feature_cache import FeatureCache
-from ceir_sdk.data.images import ImageLoadError, check_pixel_limit
+from ceir_sdk.data.images import ImageLoadError, NoUsableImagesError, check_pixel_limit
 from ceir_sdk.data.report import LoadReport
 from ceir_sdk.errors import BadInputError
 
@@ -148,7 +148,7 @@ def extract_features(
         report.log()
     if not out.ids:
         if report.n_skipped:
-            raise BadInputError(f"none of the images could be used: {report.summary()}")
+            raise NoUsableImagesError(f"none of the images could be used: {report.summary()}")
         raise BadInputError("no images were given (the input is empty)")
     return out
 

@@ -10,6 +10,8 @@ whatever colour happens to sit under transparent pixels); EXIF rotation; multi-f
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,17 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ceir_sdk.errors import BadInputError
+
+# The way out of a pixel limit, for Python callers (the argument) and the command line (the option).
+_RAISE_LIMIT = "if the image is genuine, pass a higher max_pixels=N (the --max-pixels N option of ceir commands)"
+
+# PIL warns (its file, line and `warnings.warn(` source line on stderr) for images between its
+# limit and twice it, before our own size check says the same once, in our words, with the way
+# out (or lets the image through when the caller raised max_pixels, which also raises PIL's
+# limit). So that warning only ever repeats ours: silenced by category, once, here. A
+# catch_warnings() around each open would not do: images are decoded in several threads, and
+# it swaps the process-wide filter list.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 #: Default pixel limit (width * height); PIL's own bomb threshold, so PIL never warns first.
 DEFAULT_MAX_PIXELS: int = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
@@ -30,9 +43,15 @@ class ImageLoadError(BadInputError):
     def __init__(self, source: str, problem: str, hint: str = "") -> None:
         self.source = source
         self.problem = problem
-        self.hint = hint
+        self.hint = hint[:1].upper() + hint[1:]  # a sentence of its own after the problem's full stop
         message = f"{source}: {problem}"
-        super().__init__(f"{message}. {hint}" if hint else message)
+        super().__init__(f"{message}. {self.hint}" if hint else message)
+
+
+class NoUsableImagesError(BadInputError):
+    """Every image given was unreadable and skipped (``on_error="skip"``): nothing to encode.
+    A type of its own so that a caller adding "whatever is new and readable" can report
+    "added 0, skipped N" instead of failing."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +77,7 @@ def _check_size(source: str, size: tuple[int, int], options: LoadOptions) -> Non
             source,
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{options.max_pixels:,} (possible decompression bomb)",
-            "if the image is genuine, raise the limit with max_pixels=... (on the command line, --max-pixels N)",
+            _RAISE_LIMIT,
         )
 
 
@@ -70,10 +89,12 @@ def _let_pil_open(options: LoadOptions) -> None:
 
 
 def _pil_bomb_error(source: str, exc: Exception) -> ImageLoadError:
-    return ImageLoadError(
-        source, f"image exceeds PIL's decompression-bomb limit ({exc})",
-        "if the image is genuine, raise the limit with max_pixels=... (on the command line, --max-pixels N)",
-    )
+    """PIL refused to open the file (over twice its own limit): said in our words, not PIL's
+    ("... could be decompression bomb DOS attack.")."""
+    m = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", str(exc))
+    size = f" ({int(m.group(1)):,} pixels, over PIL's limit of {int(m.group(2)):,})" if m else ""
+    return ImageLoadError(source, f"image is too large to open safely{size} (possible decompression bomb)",
+                          _RAISE_LIMIT)
 
 
 def check_pixel_limit(path: str | os.PathLike[str], options: LoadOptions) -> None:

@@ -131,7 +131,7 @@ def _tokens(text: str) -> list[tuple[str, bool]]:
             quote = text[j]
             end = text.find(quote, j + 1)
             if end < 0:
-                raise BadInputError(f"unclosed {quote} in concept expression {text!r}; {_EXAMPLE}")
+                raise BadInputError(f"unclosed {quote} in concept expression {_q(text)}; {_EXAMPLE}")
             out.append((prefix + text[j + 1 : end], True))
             i = end + 1
             continue
@@ -141,6 +141,17 @@ def _tokens(text: str) -> list[tuple[str, bool]]:
         out.append((text[i:end], False))
         i = end
     return out
+
+
+_QUOTE_MAX = 80  # characters of user input an error message repeats
+
+
+def _q(text: str) -> str:
+    """``repr(text)``, shortened when long: an error about a 10,000-character expression must not
+    repeat it (twice) in one 20,000-character line."""
+    if len(text) <= _QUOTE_MAX:
+        return repr(text)
+    return f"{text[:50]!r}...{text[-20:]!r} ({len(text):,} characters)"
 
 
 def _split_prefix(token: str, expression: str) -> tuple[Occur, float, str]:
@@ -154,14 +165,16 @@ def _split_prefix(token: str, expression: str) -> tuple[Occur, float, str]:
     if m:
         weight, token = float(m.group(1)), m.group(2)
     elif "*" in token:
-        raise BadInputError(f"bad weight in {token!r} of {expression!r}; a weight is a number: 2*striped")
+        raise BadInputError(f"bad weight in {_q(token)} of {_q(expression)}; a weight is a number: 2*striped")
     if weight <= 0 or not np.isfinite(weight):
-        raise BadInputError(f"weight {weight:g} in {expression!r} must be a positive number")
+        raise BadInputError(f"weight {weight:g} in {_q(expression)} must be a positive number")
     return occur, weight, token
 
 
 def suggest(name: str, concepts: Sequence[str]) -> str:
     """' Did you mean ...?' for a mistyped concept name, or ''."""
+    if len(name) > 4 * _QUOTE_MAX:  # nothing that long is a typo of a concept (and difflib is quadratic)
+        return ""
     close = difflib.get_close_matches(name, list(concepts), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
@@ -188,7 +201,7 @@ def parse_expression(text: str, concepts: Sequence[str] | None = None) -> Concep
         i += 1
         name = name.strip()
         if not name:
-            raise BadInputError(f"a sign or weight without a concept in {text!r}; {_EXAMPLE}")
+            raise BadInputError(f"a sign or weight without a concept in {_q(text)}; {_EXAMPLE}")
         if known is not None and not quoted:
             # Greedy longest match over following bare words that carry no sign or weight.
             best: tuple[int, str] | None = None
@@ -206,7 +219,7 @@ def parse_expression(text: str, concepts: Sequence[str] | None = None) -> Concep
                 words.append(nxt)
             if best is None:
                 raise UnknownConceptError(
-                    f"unknown concept {name.replace('_', ' ')!r} in {text!r}."
+                    f"unknown concept {_q(name.replace('_', ' '))} in {_q(text)}."
                     f"{suggest(name.replace('_', ' '), list(concepts or []))}"
                     " Quote multi-word concepts and list them with `ceir index info`."
                 )
@@ -215,7 +228,7 @@ def parse_expression(text: str, concepts: Sequence[str] | None = None) -> Concep
             hit = known.get(name) or known.get(name.lower())
             if hit is None:
                 raise UnknownConceptError(
-                    f"unknown concept {name!r} in {text!r}.{suggest(name, list(concepts or []))}"
+                    f"unknown concept {_q(name)} in {_q(text)}.{suggest(name, list(concepts or []))}"
                     " List the index's concepts with `ceir index info`."
                 )
             name = hit
@@ -225,11 +238,12 @@ def parse_expression(text: str, concepts: Sequence[str] | None = None) -> Concep
         if t.concept in seen:
             prev = seen[t.concept]
             raise BadInputError(
-                f"concept {t.concept!r} appears twice in {text!r} ({prev} and {t}); name each concept once"
+                f"concept {_q(t.concept)} appears twice in {_q(text)} ({prev} and {t}); name each concept once"
             )
         seen[t.concept] = t
     if all(t.occur == "must_not" for t in terms):
         raise BadInputError(
-            f"{text!r} only excludes concepts; add at least one concept to look for, e.g. '+water {text}'"
+            f"{_q(text)} only excludes concepts; add at least one concept to look for, e.g. "
+            f"'+water {text if len(text) <= _QUOTE_MAX else '...'}'"
         )
     return ConceptQuery(tuple(terms))
