@@ -266,6 +266,8 @@ def main() -> None:
                                "image_size": size, "requests": {str(c): n for c, n in n_req.items()},
                                "images_per_s": {}, "latency_ms": {}, "server_start_s": {}}
     t_start = time.perf_counter()
+    # Other work on the machine lowers every figure here; the load says how much there was.
+    results["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     results["images_per_s"]["inprocess"] = inprocess(args.bundle, args.precision, paths, 3 if args.quick else 5)
     configs = {"batched": ["--max-batch-size", "32", "--max-wait-ms", "5"], "unbatched": ["--max-batch-size", "1"]}
     for name, extra in configs.items():
@@ -322,6 +324,7 @@ def main() -> None:
     if args.ray_replicas:
         results["ray_serve_start"] = ray_start(args.bundle, args.precision, args.ray_replicas)
         print(f"ray: {results['ray_serve_start']}", flush=True)
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["seconds"] = round(time.perf_counter() - t_start, 1)
     results["command"] = "python benchmarks/serve.py " + " ".join(sys.argv[1:])
     path = result_path("serve", args.quick, args.out)
