@@ -31,7 +31,7 @@ def test_a_config_round_trips() -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"format": "ceir-index"}, "not a 'ceir-model'"),
+    ({"format": "ceir-index"}, "has format 'ceir-index', not 'ceir-model'"),
     ({"format_version": 99}, "upgrade ceir-sdk"),
     ({"concepts": None}, "lacks"),
 ])
