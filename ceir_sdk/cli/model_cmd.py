@@ -223,7 +223,17 @@ def _scores(labels: Any, predicted: Any) -> str:
               help="key=value passed to the backbone, e.g. seed=7 or device=cpu; saved with the model.")
 @click.option("--latent", default="vae", show_default=True, help="Latent model: vae, pca, identity, ...")
 @click.option("--latent-option", "latent_options", multiple=True, help="key=value, e.g. latent_dim=64.")
-@click.option("--visibility-cutoff", default="auto", show_default=True)
+@click.option("--concept-model", default=None,
+              help="A separate CLIP whose image-text scores are the concept targets (a backbone name, e.g. "
+                   "open-clip:ViT-B-16); the backbone learns them through the projection, as the reference does. "
+                   "Default: the backbone's own text tower (the projection is then its zero-shot scores).")
+@click.option("--concept-model-option", "concept_model_options", multiple=True,
+              help="key=value passed to the concept model, e.g. seed=7; saved with the model.")
+@click.option("--projection-init", type=click.Choice(["auto", "random", "text"]), default="auto", show_default=True,
+              help="Start of the projection: random (the reference's), text (the concept text embeddings; "
+                   "needs the same width), auto (random with a concept model, text without).")
+@click.option("--visibility-cutoff", default="auto", show_default=True,
+              help="'auto' (median - 3 robust SD of the top-5 mean activations), 'reference' (0.25) or a number.")
 @click.option("--concept-template", "concept_templates", multiple=True, default=("{}",), show_default=True,
               help="How concepts are phrased for the text encoder, e.g. 'a photo of {}.' ({} = the concept); "
                    "repeat it to average several templates.")
@@ -236,8 +246,8 @@ def _scores(labels: Any, predicted: Any) -> str:
 def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split: str, count: int,
             image_size: str, features_path: Path | None, on_error: str, concepts_spec: str,
             include_class_names: bool, backbone: str, backbone_options: tuple[str, ...], latent: str,
-            latent_options: tuple[str, ...],
-            visibility_cutoff: str, concept_templates: tuple[str, ...], presence_by_parts: bool,
+            latent_options: tuple[str, ...], concept_model: str | None, concept_model_options: tuple[str, ...],
+            projection_init: str, visibility_cutoff: str, concept_templates: tuple[str, ...], presence_by_parts: bool,
             seed: int, overwrite: bool) -> None:
     """Fit a CEIR model on TRAINING images (or features) and save it to OUT_DIR."""
     from ceir_sdk.model import BottleneckConfig, CEIRModel
@@ -253,18 +263,44 @@ def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split:
         click.echo("warning: fitting on the test split; evaluate on other data", err=True)
     inp = _load_inputs(inputs, dataset, split, count, image_size, features_path)
     concepts, info = _read_concepts(concepts_spec, inp.world, include_class_names)
-    cutoff: float | str = visibility_cutoff if visibility_cutoff == "auto" else float(visibility_cutoff)
+    try:
+        cutoff: float | str = (visibility_cutoff if visibility_cutoff in ("auto", "reference")
+                               else float(visibility_cutoff))
+    except ValueError:
+        raise click.BadParameter(f"{visibility_cutoff!r} is neither 'auto', 'reference' nor a number",
+                                 param_hint="--visibility-cutoff") from None
     model = CEIRModel(backbone, latent=latent, latent_options=parsed_latent_options,
-                      bottleneck=BottleneckConfig(visibility_cutoff=cutoff), seed=seed,
+                      bottleneck=BottleneckConfig(visibility_cutoff=cutoff, init=projection_init), seed=seed,
                       concept_template=list(concept_templates), presence_by_parts=presence_by_parts,
-                      backbone_options=parsed_backbone_options)
+                      backbone_options=parsed_backbone_options, concept_model=concept_model,
+                      concept_model_options=_parse_options(concept_model_options, "--concept-model-option"))
     feats = _features(model.backbone, inp, on_error)
-    model.fit_features(feats, concepts, label_information=info, data_description=inp.description)
+    concept_feats = None
+    from ceir_sdk.model import concept_model as cm
+
+    separate = cm.for_fit(model)
+    if separate is not None:
+        if inp.features is not None:
+            raise click.UsageError("--features holds the backbone's features only; a --concept-model must encode "
+                                   "the same images: give the images (or --dataset) instead")
+        concept_feats = _features(separate, inp, on_error)
+        if len(concept_feats) != len(feats):
+            raise BadInputError(f"the concept model read {len(concept_feats)} of the images, the backbone "
+                                f"{len(feats)}; use --on-error fail to find the image one of them cannot read")
+    model.fit_features(feats, concepts, label_information=info, data_description=inp.description,
+                       concept_features=concept_feats)
     model.save(out_dir)
     p = model.provenance
     rep = p["bottleneck"]
     click.echo(f"fitted on {p['n_train']} images, validation {p['n_validation']} ({inp.description})")
     click.echo(f"concepts: {len(model.concepts)} kept of {p['concepts_given']}")
+    if rep.get("targets") == "concept model":
+        click.echo(f"projection: trained towards the concept model's scores from a {rep['init']} start, "
+                   f"{rep['steps_run']} steps, validation similarity {rep['initial_val_similarity']:.3f} -> "
+                   f"{rep['best_val_similarity']:.3f}")
+    else:
+        click.echo(f"{rep.get('note') or 'projection: the backbone own zero-shot scores'} "
+                   f"(steps_run {rep['steps_run']})")
     drops = (("not visible", rep["dropped_not_visible"]), ("not learnable", rep["dropped_not_learnable"]))
     for title, dropped in drops:
         if dropped:

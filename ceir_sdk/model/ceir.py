@@ -16,6 +16,8 @@ from ceir_sdk.model.explain import Explanation, integrated_gradients
 from ceir_sdk.model.persist import _install_hint, _jsonable
 
 MIN_TRAIN = 10
+#: CEIR's open-world extraction counts a concept when |activation x IG attribution| > 0.05
+REFERENCE_EXTRACTION_THRESHOLD = 0.05
 
 Output = str  # "latent" | "concepts" | "both"
 
@@ -369,18 +371,36 @@ class CEIRModel:
         return concepts, latent
 
     def extract_concepts(
-        self, images: Any = None, *, features: np.ndarray | None = None, top_k: int = 5,
-        progress: bool = True,
+        self, images: Any = None, *, features: np.ndarray | None = None, top_k: int | None = 5,
+        progress: bool = True, rule: str = "activation", threshold: float = REFERENCE_EXTRACTION_THRESHOLD,
     ) -> list[list[tuple[str, float]]]:
-        """Open-world concept extraction: the top-k concepts (by z-scored activation) of each
-        image, for images of any class, including classes never seen in fitting."""
+        """Open-world concept extraction: the concepts of each image, for images of any class,
+        including classes never seen in fitting.
+
+        ``rule="activation"`` (default): the ``top_k`` concepts by z-scored activation.
+        ``rule="reference"``: CEIR's rule, every concept whose |activation x integrated-gradients
+        attribution| exceeds ``threshold`` (0.05), strongest first, with that signed product as its
+        score (``top_k`` caps the list; None keeps all). The attribution is :meth:`explain`'s
+        (target "self"); the product counts the input twice (docs/method.md), so it is offered
+        to compare with the paper, not as the default.
+        """
+        if rule not in ("activation", "reference"):
+            raise BadInputError(f"rule must be 'activation' or 'reference', not {rule!r}")
         if features is None:
             if images is None:
                 raise BadInputError("give images or features")
             features = backbone_features(self.backbone, images, progress=progress)
         z = self.encode_features(features, output="concepts")
-        order = np.argsort(-z, axis=1)[:, :top_k]
-        return [[(self.concepts[j], float(z[i, j])) for j in row] for i, row in enumerate(order)]
+        if rule == "activation":
+            order = np.argsort(-z, axis=1)[:, :top_k]
+            return [[(self.concepts[j], float(z[i, j])) for j in row] for i, row in enumerate(order)]
+        out = []
+        for i, explanation in enumerate(self.explain(features=features, progress=progress)):
+            score = z[i] * np.asarray(explanation.contributions, dtype=np.float32)
+            keep = np.flatnonzero(np.abs(score) > threshold)
+            keep = keep[np.argsort(-np.abs(score[keep]), kind="stable")][:top_k]
+            out.append([(self.concepts[j], float(score[j])) for j in keep])
+        return out
 
     def present(self, concepts_z: np.ndarray) -> np.ndarray:
         """(N, C) bool: which concepts each image shows (calibrated thresholds, z > 0 for models

@@ -187,3 +187,70 @@ def test_the_backbone_named_as_concept_model_is_the_zero_shot_shortcut(clip_host
     assert model.concept_model is None and model.provenance["concept_model"]["same_as_backbone"]
     assert rep["projection_is_zero_shot"] and rep["steps_run"] == 0
     assert rep["note"].startswith("projection = zero-shot scores")
+
+
+def test_ceir_fit_with_a_concept_model(clip_host: Any, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ceir_sdk.cli.main import build
+
+    cli = build()
+    args = ["fit", str(tmp_path / "m"), "--dataset", "world10", "-n", "80", "--backbone", f"open-clip:{ARCH_BACKBONE}",
+            "--concept-model", f"open-clip:{ARCH_CONCEPTS}", "--latent", "pca", "--latent-option", "latent_dim=4",
+            "--visibility-cutoff", "auto"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "trained towards the concept model's scores from a random start" in result.output
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["concept_model"]["name"] == f"open-clip:{ARCH_CONCEPTS}"
+    assert saved["provenance"]["bottleneck"]["visibility_rule"].startswith("auto")
+    # a random-weight CLIP's cosines stay far below the reference's 0.25: that cutoff drops every concept
+    refused = CliRunner().invoke(cli, ["fit", str(tmp_path / "m3"), *args[2:-1], "reference"])
+    assert refused.exit_code != 0 and "no concept is visible" in str(refused.exception)
+
+    same = CliRunner().invoke(cli, ["fit", str(tmp_path / "m2"), "--dataset", "world10", "-n", "40", "--backbone",
+                                    f"open-clip:{ARCH_BACKBONE}", "--latent", "pca", "--latent-option",
+                                    "latent_dim=4"], catch_exceptions=False)
+    assert same.exit_code == 0, same.output
+    assert "projection = zero-shot scores" in same.output and "steps_run 0" in same.output
+
+
+def test_open_world_extraction_offers_the_references_rule(fitted: CEIRModel, world: tuple[Any, ...]) -> None:
+    x = world[0][:6]
+    by_activation = fitted.extract_concepts(features=x, top_k=3, progress=False)
+    assert all(len(row) == 3 for row in by_activation)
+    by_reference = fitted.extract_concepts(features=x, rule="reference", top_k=None, progress=False)
+    z = fitted.encode_features(x, output="concepts")
+    for i, (row, explanation) in enumerate(zip(by_reference, fitted.explain(features=x, progress=False),
+                                                strict=True)):
+        product = z[i] * explanation.contributions
+        assert {name for name, _ in row} == {fitted.concepts[j] for j in np.flatnonzero(np.abs(product) > 0.05)}
+        assert [abs(v) for _, v in row] == sorted((abs(v) for _, v in row), reverse=True)
+    with pytest.raises(BadInputError, match="rule"):
+        fitted.extract_concepts(features=x, rule="ig")
+
+
+def test_cluster_benchmark_runs_the_separate_concept_model_configuration() -> None:
+    """benchmarks/cluster.py's --concept-model block on stand-in data: pruning counts per seed and
+    a per-seed pairing with the same-CLIP configuration."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("ceir_bench_cluster_cm", root / "benchmarks" / "cluster.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    x, y, text, names, _ = _two_models(1000)
+    labels = np.random.default_rng(0).integers(0, 3, 1000)
+    common = {"k": 3, "seeds": (0, 1), "latent": "pca", "latent_options": PCA, "restarts": 2}
+    separate, _ = bench.evaluate_protocol(x[:800], x[800:], labels[800:], names, concept_embeddings=text,
+                                          train_concept_features=y[:800], **common)
+    pruning = separate["pruning"]
+    assert pruning["targets"] == "concept model" and pruning["init"] == "random" and pruning["given"] == 11
+    assert all(s > 0 for s in pruning["steps_run"]) and not pruning["projection_is_zero_shot"]
+    assert pruning["kept_after_learnability"] == [6, 6] and pruning["kept_after_visibility"][0] < 11
+    same, _ = bench.evaluate_protocol(x[:800], x[800:], labels[800:], [f"c{i}" for i in range(16)],
+                                      concept_embeddings=np.eye(16, dtype=np.float32), **common)
+    assert same["pruning"]["projection_is_zero_shot"] and same["pruning"]["steps_run"] == [0, 0]
+    gap = bench.paired_difference(separate["ceir_runs"], same["ceir_runs"])
+    assert len(gap["nmi"]["per_seed"]) == 2
