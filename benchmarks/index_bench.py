@@ -39,14 +39,14 @@ import faiss
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+# CEIR_BENCH_CODE: the root of another checkout whose ceir_sdk the workers run (the "before" figures)
+sys.path.insert(0, os.environ.get("CEIR_BENCH_CODE") or str(HERE.parent))
 
-from _results import result_path  # noqa: E402
+from _results import result_path, write_result  # noqa: E402
 
 from ceir_sdk.atomic import sha256_file  # noqa: E402
 from ceir_sdk.index import ConceptIndex, ConceptQuery, parse_expression  # noqa: E402
 from ceir_sdk.index.calibration import PRESENT_PROBABILITY, PresenceCalibration  # noqa: E402
-from ceir_sdk.index.persist import atomic_write_text  # noqa: E402
 
 # Centres this close make the blobs overlap (inter-centre distance ~ point spread), so the
 # nearest neighbours of a query lie in several clusters: a harder case than separated blobs.
@@ -431,18 +431,301 @@ def _text_query_precision(idx: ConceptIndex, model: Any, class_names: list[str])
                     "with text statistics (ceir_sdk/concepts/text_scale.py); image_scale_only is the former way"}
 
 
+# -- issue 21 parts: calibration, add latency, filtered queries and the tail ----------------------
+DATA = Path(os.environ.get("CEIR_BENCH_DATA", "/tmp/ceir-index-bench"))
+OLD_COMMIT = "8f7f693"  # the code before issue 21 (and 22): "before" figures run it through CEIR_BENCH_CODE
+
+
+def _demo_activations(n: int, n_concepts: int = 153) -> tuple[np.ndarray, list[str], str]:
+    """Demo-like concept activations: world CLIP image-concept cosines of world10 test images,
+    z-scored on 2,000 training images (what a fitted model's concept head computes, without the
+    fit), with the world's own concept phrases; a synthetic stand-in where the backbone is missing."""
+    cache = DATA / f"demo_acts_{n}_{n_concepts}.npz"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            return z["acts"], [str(c) for c in z["concepts"]], str(z["source"])
+    try:
+        from ceir_sdk.model.world_concepts import WORLD_CONCEPT_TEMPLATES, oracle_concepts
+        from ceir_sdk.plugins import get_backbone
+        from ceir_sdk.worlds import World
+
+        w = World("world10", image_size=32, seed=0)
+        bb = get_backbone("open-clip:ceir-world")
+        concepts = oracle_concepts(w)[:n_concepts]
+        text = sum(bb.encode_texts([t.format(c) for c in concepts]) for t in WORLD_CONCEPT_TEMPLATES)
+        text = text / np.linalg.norm(text, axis=1, keepdims=True)
+
+        def cos(split: str, m: int) -> np.ndarray:
+            ims = np.concatenate([b.images for b in w.batches(m, split=split, batch_size=500)])
+            f = bb.encode_images(ims, progress=False)
+            return (f / np.linalg.norm(f, axis=1, keepdims=True)) @ text.T
+
+        ref = cos("train", 2000)
+        acts = ((cos("test", n) - ref.mean(0)) / (ref.std(0) + 1e-6)).astype(np.float32)
+        source = f"world10 CLIP cosines, {len(concepts)} oracle concepts, z-scored on 2000 train images"
+    except Exception as exc:  # no backbone: say so in the JSON
+        concepts = [f"c{j}" for j in range(n_concepts)]
+        acts = _synthetic_activations(n, n_concepts, seed=0)
+        source = f"synthetic (world backbone unavailable: {type(exc).__name__})"
+    DATA.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, acts=acts, concepts=np.array(concepts), source=np.array(source))
+    return acts, concepts, source
+
+
+def _synthetic_activations(n: int, c: int, seed: int) -> np.ndarray:
+    """Detector-like z-scores: per concept a present share of 1-30%, a present mode near a
+    confusable absent one (the overlap that makes EM slow on real detectors), in 100k-row chunks."""
+    rng = np.random.default_rng(seed)
+    share, pres_mu = rng.uniform(0.01, 0.3, c), rng.uniform(0.8, 2.5, c)
+    out = np.empty((n, c), np.float32)
+    for s in range(0, n, 100_000):
+        e = min(n, s + 100_000)
+        m = e - s
+        present = rng.random((m, c)) < share
+        absent = np.where(rng.random((m, c)) < 0.7, rng.normal(-0.5, 0.6, (m, c)), rng.normal(0.3, 0.4, (m, c)))
+        out[s:e] = np.where(present, rng.normal(pres_mu, 0.35, (m, c)), absent)
+    return out
+
+
+def calibrate_part(quick: bool) -> dict[str, Any]:
+    """calibrate_seconds: PresenceCalibration.fit on the demo-sized index (2,250 x 153) and on
+    1M x 200 (bars: 1 s and 30 s on 2 cores); the demo-sized one also with the per-concept EM
+    it replaced, and the 1M one's per-concept cost extrapolated from 2 concepts."""
+    from ceir_sdk.index.calibration import MAX_FIT_SAMPLES, fit_mixture
+
+    acts, concepts, source = _demo_activations(2250)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        cal = PresenceCalibration.fit(acts, concepts)
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for j in range(len(concepts)):
+        fit_mixture(acts[:, j].astype(np.float64))
+    before_demo = time.perf_counter() - t0
+    old = PresenceCalibration(concepts, *[np.stack(v) for v in zip(*[fit_mixture(acts[:, j].astype(np.float64))[:3]
+                                                                         for j in range(len(concepts))])], len(acts))
+    t_new, t_old = cal.present_from_z(), old.present_from_z()
+    both = np.isfinite(t_new) & np.isfinite(t_old)
+    n_big = 100_000 if quick else 1_000_000
+    big = _synthetic_activations(n_big, 200, seed=1)
+    t0 = time.perf_counter()
+    PresenceCalibration.fit(big, [f"c{j}" for j in range(200)])
+    big_s = time.perf_counter() - t0
+    rows = np.sort(np.random.default_rng(0).choice(n_big, min(n_big, 100_000), replace=False))
+    t0 = time.perf_counter()
+    for j in range(2):  # the former fit: per concept, on a 100,000-row sample
+        fit_mixture(big[rows, j].astype(np.float64))
+    per_concept = (time.perf_counter() - t0) / 2
+    return {
+        "demo": {"n_items": len(acts), "n_concepts": len(concepts), "activations": source,
+                 "calibrate_seconds": round(float(np.median(times)), 3),
+                 "calibrate_seconds_runs": [round(t, 3) for t in times],
+                 "before_per_concept_em_seconds": round(before_demo, 2),
+                 "max_abs_cut_off_change_z": round(float(np.abs(t_new - t_old)[both].max()), 4),
+                 "cut_offs_finite_in_one_fit_only": int((np.isfinite(t_new) != np.isfinite(t_old)).sum()),
+                 "bar": "<= 1 s", "passed": float(np.median(times)) <= 1.0},
+        "large": {"n_items": n_big, "n_concepts": 200, "activations": "synthetic detector-like z-scores",
+                  "fit_rows": min(n_big, MAX_FIT_SAMPLES), "calibrate_seconds": round(big_s, 2),
+                  "before_estimate_seconds": round(per_concept * 200, 1),
+                  "before_note": "per-concept EM on 100,000 rows, timed on 2 concepts and multiplied by 200",
+                  "bar": "<= 30 s on 2 cores", "passed": big_s <= 30.0},
+        "threads": min(os.cpu_count() or 1, 8),
+    }
+
+
+def _worker(args: list[str], code_root: str | None = None, timeout: int = 1800) -> dict[str, Any]:
+    """Run a measurement in a fresh process (optionally on another checkout's ceir_sdk)."""
+    env = dict(os.environ)
+    if code_root:
+        env["CEIR_BENCH_CODE"] = code_root
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {args} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _add_worker(n_adds: int, batch: int) -> dict[str, Any]:
+    """20 consecutive adds of 50 items into the demo-sized index, each as `ceir index add` does it
+    (load, add, save); wall seconds each, refits included."""
+    import shutil
+    import tempfile
+
+    import ceir_sdk
+
+    acts, concepts, _ = _demo_activations(2250 + n_adds * batch)
+    proj = np.random.default_rng(5).normal(size=(acts.shape[1], 32)).astype(np.float32) / np.sqrt(acts.shape[1])
+    lat = acts @ proj
+    meta = [{"key": f"img{i}", "path": f"/data/{i}.png", "label": f"class{i % 10}"} for i in range(len(acts))]
+    root = Path(tempfile.mkdtemp(prefix="ceir-add-bench-"))
+    try:
+        ConceptIndex.build(lat[:2250], acts[:2250], concepts, metadata=meta[:2250], progress=False).save(root / "ix")
+        seconds = []
+        for a in range(n_adds):
+            s, e = 2250 + a * batch, 2250 + (a + 1) * batch
+            t0 = time.perf_counter()
+            idx = ConceptIndex.load(root / "ix")
+            idx.add(lat[s:e], acts[s:e], metadata=meta[s:e])
+            idx.save(root / "ix")
+            seconds.append(time.perf_counter() - t0)
+        cal = idx.calibration
+        return {"seconds": [round(x, 4) for x in seconds], "code": str(Path(ceir_sdk.__file__).parent),
+                "final_calibration": None if cal is None else {"n_fit": cal.n_fit,
+                                                               "changed_since_fit": cal.changed_since_fit}}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def add_part(old_code: str | None) -> dict[str, Any]:
+    def summary(r: dict[str, Any]) -> dict[str, Any]:
+        sec = np.array(r["seconds"])
+        return {"median_s": round(float(np.median(sec)), 3), "max_s": round(float(sec.max()), 3),
+                "max_over_median": round(float(sec.max() / np.median(sec)), 2), **r}
+
+    _demo_activations(2250 + 20 * 50)  # outside the timed workers
+    after = summary(_worker(["add"]))
+    out: dict[str, Any] = {"what": "20 consecutive adds of 50 items into a demo-sized index (2,250 items, 153 "
+                                   "concepts, 32-d latents): load, add, save each, as `ceir index add` does",
+                           "add_latency_s": after, "bar": "max <= 3 x median",
+                           "passed": after["max_over_median"] <= 3.0}
+    if old_code:
+        out["before"] = {"code": f"commit {OLD_COMMIT}", **summary(_worker(["add"], old_code))}
+    return out
+
+
+def _filter_index(quick: bool) -> tuple[Path, np.ndarray]:
+    """The 1M index with metadata (split: a/b half each; tag: rare for 1%), built once and kept
+    under CEIR_BENCH_DATA; only the queries are timed."""
+    n = 100_000 if quick else 1_000_000
+    path = DATA / f"filter_{n}"
+    q = clustered(1000, 128, 1000, seed=2)
+    if not (path / "built").is_file():
+        x = clustered(n, 128, 1000, seed=1)
+        rng = np.random.default_rng(7)
+        half, rare = rng.random(n) < 0.5, rng.random(n) < 0.01
+        meta = [{"key": f"v{i}", "split": "a" if h else "b", "tag": "rare" if r else "common"}
+                for i, (h, r) in enumerate(zip(half.tolist(), rare.tolist()))]
+        ConceptIndex.build(x, metadata=meta, progress=False).save(path)
+        (path / "built").write_text("ok\n")
+    return path, q
+
+
+def _latency(fn: Any, queries: np.ndarray) -> dict[str, Any]:
+    """Per-query wall time, and what the process did meanwhile: this thread's CPU time, involuntary
+    context switches (the scheduler took the CPU away) and Python GC passes."""
+    import gc
+
+    gcs: list[int] = []
+    cb = lambda phase, info: gcs.append(info["generation"]) if phase == "start" else None  # noqa: E731
+    gc.callbacks.append(cb)
+    wall, cpu, switched, collected = [], [], [], []
+    try:
+        for i in range(len(queries)):
+            r0 = resource.getrusage(resource.RUSAGE_THREAD)
+            n_gc = len(gcs)
+            c0, t0 = time.thread_time(), time.perf_counter()
+            fn(queries[i])
+            t1, c1 = time.perf_counter(), time.thread_time()
+            r1 = resource.getrusage(resource.RUSAGE_THREAD)
+            wall.append((t1 - t0) * 1000)
+            cpu.append((c1 - c0) * 1000)
+            switched.append(r1.ru_nivcsw - r0.ru_nivcsw)
+            collected.append(len(gcs) - n_gc)
+    finally:
+        gc.callbacks.remove(cb)
+    w, c, sw, g = np.array(wall), np.array(cpu), np.array(switched), np.array(collected)
+    tail = w >= np.percentile(w, 99)
+    return {"p50_ms": round(float(np.percentile(w, 50)), 3), "p99_ms": round(float(np.percentile(w, 99)), 3),
+            "max_ms": round(float(w.max()), 3), "cpu_p50_ms": round(float(np.percentile(c, 50)), 3),
+            "cpu_p99_ms": round(float(np.percentile(c, 99)), 3),
+            "tail_queries": int(tail.sum()),
+            "tail_waiting_ms_mean": round(float((w - c)[tail].mean()), 3),
+            "tail_with_involuntary_switch": int((sw[tail] > 0).sum()),
+            "tail_with_gc": int((g[tail] > 0).sum()),
+            "all_with_involuntary_switch": int((sw > 0).sum())}
+
+
+def _filter_worker(quick: bool, no_cache: bool) -> dict[str, Any]:
+    """Single queries through ConceptIndex.search: unfiltered, split=a (50%), tag=rare (1%)."""
+    import ceir_sdk
+
+    path, q = _filter_index(quick)
+    idx = ConceptIndex.load(path)
+    if no_cache:  # the former behaviour: every filtered query scans SQLite and builds its selector
+        from ceir_sdk.index import metadata, vectors
+
+        if hasattr(metadata.MetadataStore, "FILTER_CACHE_SIZE"):
+            metadata.MetadataStore.FILTER_CACHE_SIZE = 0
+        if hasattr(vectors.VectorStore, "_cached"):
+            vectors.VectorStore._cached = lambda self, allowed: {}  # type: ignore[method-assign]
+            vectors._BITMAP_MAX_BYTES = -1  # the hash selector, built per query
+    out: dict[str, Any] = {"code": str(Path(ceir_sdk.__file__).parent), "n": len(idx), "factory": idx.factory,
+                           "nprobe": idx.info()["nprobe"]}
+    for name, where in (("unfiltered", None), ("filter_50pct", {"split": "a"}), ("filter_1pct", {"tag": "rare"})):
+        t0 = time.perf_counter()
+        idx.search(q[0], 10, where=where)
+        first = (time.perf_counter() - t0) * 1000
+        lat = _latency(lambda v, w=where: idx.search(v, 10, where=w), q)
+        out[name] = {"first_query_ms": round(first, 2), **lat}
+        if where:
+            out[name]["matching"] = len(idx._meta.filter_ids(where))
+    # where the full API's time goes, and what the tail does not come from
+    import gc
+
+    store = idx._store
+    out["faiss_only_unfiltered"] = _latency(lambda v: store.search(v[None, :], 10), q)
+    gc.disable()
+    try:
+        out["unfiltered_gc_off"] = _latency(lambda v: idx.search(v, 10), q)
+    finally:
+        gc.enable()
+    faiss.omp_set_num_threads(1)
+    out["unfiltered_one_omp_thread"] = _latency(lambda v: idx.search(v, 10), q)
+    faiss.omp_set_num_threads(min(os.cpu_count() or 1, 16))
+    return out
+
+
+def filter_part(quick: bool, old_code: str | None) -> dict[str, Any]:
+    _filter_index(quick)  # built outside the timed workers
+    after = _worker(["filter"] + (["--quick"] if quick else []))
+    out: dict[str, Any] = {"after": after}
+    out["before_without_filter_cache"] = _worker(["filter", "--no-cache"] + (["--quick"] if quick else []))
+    if old_code:
+        try:
+            out["before"] = {"code": f"commit {OLD_COMMIT}",
+                             **_worker(["filter"] + (["--quick"] if quick else []), old_code)}
+        except RuntimeError as exc:  # e.g. the old code cannot read an index saved by this one
+            out["before"] = {"code": f"commit {OLD_COMMIT}", "error": str(exc)[-500:]}
+    u, f50, f1 = (after[k]["p50_ms"] for k in ("unfiltered", "filter_50pct", "filter_1pct"))
+    out["bar"] = "filtered p50 <= 5 x unfiltered p50"
+    out["passed"] = max(f50, f1) <= 5 * u
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="100k vectors and a smaller world")
     ap.add_argument("--n", type=int, default=None)
-    ap.add_argument("--part", choices=("all", "scale", "world"), default="all",
+    ap.add_argument("--part", choices=("all", "scale", "world", "calibrate", "add", "filter"), default="all",
                     help="run one part only and merge it into the existing --out file (default: all)")
+    ap.add_argument("--old-code", default=None,
+                    help=f"root of a checkout of {OLD_COMMIT} (git archive {OLD_COMMIT} ceir_sdk | tar -x -C DIR): "
+                         "the add and filter parts then also measure it, as 'before'")
+    ap.add_argument("--worker", choices=("add", "filter"), default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--no-cache", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--skip-world", action="store_true", help="same as --part scale")
     ap.add_argument("--skip-scale", action="store_true", help="same as --part world")
     ap.add_argument("--out", default=None, help="default: benchmarks/results/index.json (--quick: results/quick/)")
     args = ap.parse_args()
     part = "scale" if args.skip_world else "world" if args.skip_scale else args.part
     faiss.omp_set_num_threads(min(os.cpu_count() or 1, 16))
+    if args.worker == "add":
+        print(json.dumps(_add_worker(20, 50)))
+        return 0
+    if args.worker == "filter":
+        print(json.dumps(_filter_worker(args.quick, args.no_cache)))
+        return 0
     out = result_path("index", args.quick, args.out)
     previous: dict[str, Any] = {}
     if part != "all" and out.is_file():
@@ -472,8 +755,14 @@ def main() -> int:
         print(json.dumps({k: v for k, v in result["world"].items() if k not in skip}, indent=2), flush=True)
     elif "world" in previous:
         result["world"] = previous["world"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    for name, run in (("calibrate", lambda: calibrate_part(args.quick)), ("add", lambda: add_part(args.old_code)),
+                      ("filter", lambda: filter_part(args.quick, args.old_code))):
+        if part in ("all", name):
+            result[name] = {**run(), "measured_at": f"working tree at commit {head}"}
+            print(json.dumps(result[name], indent=2), flush=True)
+        elif name in previous:
+            result[name] = previous[name]
+    write_result(out, result)
     print(f"wrote {out}")
     return 0
 
