@@ -42,10 +42,15 @@ def stage_counts(x: np.ndarray, concept_features: np.ndarray | None, text: np.nd
     order = rng.permutation(len(x))
     n_val = max(2, len(x) // 10)
     tr, va = np.sort(order[n_val:]), np.sort(order[:n_val])
+    from ceir_sdk.errors import BadInputError
+
     b = ConceptBottleneck(BottleneckConfig(visibility_cutoff=visibility, init=init))
     targets = {} if concept_features is None else {"targets": concept_features[tr],
                                                     "val_targets": concept_features[va]}
-    b.fit(x[tr], x[va], text, names, seed=seed, progress=False, **targets)
+    try:
+        b.fit(x[tr], x[va], text, names, seed=seed, progress=False, **targets)
+    except BadInputError as exc:  # e.g. a cutoff above every concept's top-5 mean: all dropped
+        return {"given": len(names), "kept": 0, "error": str(exc)}
     r = b.report
     return {"visibility_cutoff": round(r.visibility_cutoff, 4), "given": r.n_given,
             "dropped_not_visible": r.n_given - r.n_visible, "dropped_not_learnable": r.n_visible - r.n_kept,
