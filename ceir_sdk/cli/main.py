@@ -15,7 +15,7 @@ from ceir_sdk.errors import CeirError
 
 #: Distributions of this repository; a traceback through them is ours to fix, not a plugin's.
 FIRST_PARTY = {"ceir-sdk", "ceir-open-clip", "ceir-vae", "ceir-openai", "ceir-anthropic", "ceir-static",
-               "ceir-ray", "ceir-onnx"}
+               "ceir-ray", "ceir-onnx", "ceir-serve"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

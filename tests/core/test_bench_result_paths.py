@@ -34,8 +34,11 @@ def test_result_is_written_whole(tmp_path: Path) -> None:
     target = tmp_path / "nested" / "figures.json"
     results.write_result(target, {"acc": 0.5})
     results.write_result(target, {"acc": 0.75})
-    assert json.loads(target.read_text()) == {"acc": 0.75}
+    written = json.loads(target.read_text())
+    assert written["acc"] == 0.75
     assert [p.name for p in target.parent.iterdir()] == ["figures.json"]
+    # every result names the machine: figures are comparable only on the same CPU
+    assert written["machine"]["cpu_model"] and isinstance(written["machine"]["cpu_features"], list)
 
 
 def test_every_benchmark_routes_its_output_through_result_path() -> None:

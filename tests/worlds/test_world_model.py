@@ -72,4 +72,4 @@ def test_checkpoint_records_the_world_version_and_models_carry_it() -> None:
     info = json.loads(world_model.training_info_path().read_text())
     assert info["world_version"] == WORLD_VERSION == world_model.world_version()
     spec = get_backbone("open-clip:ceir-world", cache=False).spec()
-    assert spec["world_version"] == WORLD_VERSION
+    assert spec["world"] == f"version {WORLD_VERSION}"

@@ -15,8 +15,8 @@ pytest.importorskip("ceir_open_clip.world_model")
 
 
 def test_a_model_from_another_world_version_refuses_to_load(tmp_path: Path) -> None:
-    from ceir_sdk import CEIRModel
     from ceir_sdk.errors import CeirError
+    from ceir_sdk.model import CEIRModel
     from ceir_sdk.worlds import World
     from ceir_sdk.worlds.nuisance import WORLD_VERSION
 
@@ -27,11 +27,11 @@ def test_a_model_from_another_world_version_refuses_to_load(tmp_path: Path) -> N
     saved = model.save(tmp_path / "model")
     config_file = saved / "config.json"
     config = json.loads(config_file.read_text())
-    assert json.dumps(config).count(f'"world_version": {WORLD_VERSION}') >= 1
+    assert json.dumps(config).count(f'"world": "version {WORLD_VERSION}"') >= 1
 
     # The same model, as if fitted on version 1's world and checkpoint.
-    text = config_file.read_text().replace(f'"world_version": {WORLD_VERSION}', '"world_version": 1')
+    text = config_file.read_text().replace(f'"world": "version {WORLD_VERSION}"', '"world": "version 1"')
     config_file.write_text(text)
     old = CEIRModel.load(saved)
-    with pytest.raises(CeirError, match="world_version"):
+    with pytest.raises(CeirError, match="world: fitted with 'version 1', now 'version 2'"):
         old.encode(images[:4], progress=False)

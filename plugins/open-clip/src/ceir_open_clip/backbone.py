@@ -121,7 +121,9 @@ class OpenClipBackbone:
             # compared at load) instead of giving quietly different numbers.
             from ceir_open_clip.world_model import world_version
 
-            out["world_version"] = world_version()
+            # (not "world_version": keys ending in _version name library versions, which the
+            # load check leaves out)
+            out["world"] = f"version {world_version()}"
         if self.source.kind == "random":
             out["seed"] = self.seed
             out["torch_version"] = torch.__version__
