@@ -245,9 +245,10 @@ def calibration_block(
     block: dict[str, Any] = {}
     for domain in ("world10", "world100_20"):
         world = World(domain, 32, seed=0)
-        tr = [encode_images(b.images) for b in world.batches(n_train, "train", batch_size=1000)]
-        x_tr = np.concatenate(tr)
-        y_tr = np.concatenate([b.labels for b in world.batches(n_train, "train", batch_size=1000)])
+        # one pass over the training images: drawing them costs as much as encoding them
+        tr = [(encode_images(b.images), b.labels) for b in world.batches(n_train, "train", batch_size=1000)]
+        x_tr = np.concatenate([x for x, _ in tr])
+        y_tr = np.concatenate([y for _, y in tr])
         te_batches = list(world.batches(n_test, "test", batch_size=1000))
         x_te = np.concatenate([encode_images(b.images) for b in te_batches])
         y_te = np.concatenate([b.labels for b in te_batches])
@@ -388,15 +389,9 @@ def run_calibration(
         normed = [e / np.linalg.norm(e, axis=1, keepdims=True) for e in per_template]
         return np.mean(normed, axis=0)
 
-    concepts = {d: oracle_concepts(World(d, 32, 0), descriptive=True) for d in ("world10", "world100_20")}
-
-    def texts_for(domain_phrases: list[str]) -> np.ndarray:
-        return concept_embeddings(domain_phrases)
-
+    concepts = {d: list(oracle_concepts(World(d, 32, 0), descriptive=True)) for d in ("world10", "world100_20")}
     sizes = {"n_train": 2000, "n_test": 1000, "seeds": 2} if quick else {}
-    concept_text = {d: list(p) for d, p in concepts.items()}
-    block = calibration_block(encode_images, encode_texts, concept_text, concept_encoder=texts_for, **sizes)
-    return block
+    return calibration_block(encode_images, encode_texts, concepts, concept_encoder=concept_embeddings, **sizes)
 
 
 if __name__ == "__main__":
