@@ -16,6 +16,7 @@ from ceir_sdk.errors import (
     UnknownNameError,
 )
 from ceir_sdk.hookspecs import hookimpl
+from ceir_sdk.plugin_bases import BackboneBase, ConceptSourceBase
 from ceir_sdk.plugins import (
     get_backbone,
     get_concept_source,
@@ -25,8 +26,10 @@ from ceir_sdk.plugins import (
 )
 
 __all__ = [
+    "BackboneBase",
     "BadInputError",
     "CeirError",
+    "ConceptSourceBase",
     "DuplicateNameError",
     "IncompatibleFileError",
     "PluginLoadError",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,9 +11,9 @@ from torch import nn
 
 from ceir_open_clip.loading import load
 from ceir_open_clip.spec import ModelSource, parse_spec
-from ceir_sdk.data import EncodedImages, FeatureCache, as_dataset, default_cache_root, extract_features
 from ceir_sdk.data.report import OnError
 from ceir_sdk.errors import BadInputError
+from ceir_sdk.plugin_bases import BackboneBase
 
 
 def resolve_device(device: str | None) -> str:
@@ -51,14 +50,18 @@ class TextTower(nn.Module):
         return self.clip.encode_text(tokens)  # type: ignore[operator]
 
 
-class OpenClipBackbone:
-    """Image and text encoders of an open_clip model, with batched, cached feature extraction.
+class OpenClipBackbone(BackboneBase):
+    """Image and text encoders of an open_clip model, with batched, cached feature extraction
+    (``encode``, ``encode_images``, ``encode_texts`` and the cache come from BackboneBase).
 
     Options: ``device`` (None picks CUDA when available), ``precision`` ("fp32", or "amp" for
     mixed precision; "amp" is the default on CUDA), ``seed`` (random-weight models),
     ``batch_size``, ``num_workers`` (decode threads), ``cache`` (None: the default folder,
     False: off, or a folder), ``on_error`` ("fail" or "skip"), ``max_pixels``, ``background``.
     """
+
+    #: features are cached under ~/.cache/ceir/features unless cache=False (spec() names the weights)
+    cache_by_default = True
 
     def __init__(
         self,
@@ -74,6 +77,8 @@ class OpenClipBackbone:
         max_pixels: int | None = None,
         background: tuple[int, int, int] | None = None,
     ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers, cache=cache, on_error=on_error,
+                         max_pixels=max_pixels, background=background)
         self.source: ModelSource = parse_spec(spec)
         self.name = f"open-clip:{self.source.spec}"
         self.device = resolve_device(device)
@@ -81,11 +86,6 @@ class OpenClipBackbone:
         if self.precision not in ("fp32", "amp"):
             raise BadInputError(f"precision must be 'fp32' or 'amp', got {self.precision!r}")
         self.seed = int(seed)
-        self.batch_size = int(batch_size)
-        self.num_workers = num_workers
-        self.on_error: OnError = on_error
-        self.max_pixels = max_pixels
-        self.background = background
         loaded = load(self.source, device=self.device, seed=self.seed)
         self.model: nn.Module = loaded.model
         self.preprocess = loaded.preprocess
@@ -96,8 +96,6 @@ class OpenClipBackbone:
         with torch.inference_mode():
             probe = self.model.encode_text(self.tokenizer(["a"]).to(self.device))
         self.embed_dim = int(probe.shape[-1])
-        self._cache_setting = cache
-        self._cache: FeatureCache | None = None
 
     # -- description ---------------------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -172,98 +170,40 @@ class OpenClipBackbone:
             "tokenize": self.tokenizer,
         }
 
-    # -- encoding ------------------------------------------------------------
+    # -- encoding (BackboneBase runs these over datasets, batches and texts) --------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "amp" and self.device.startswith("cuda"):
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             return torch.autocast("cuda", dtype=dtype)
         return contextlib.nullcontext()
 
-    def _encode_pixels(self, tensors: list[torch.Tensor]) -> np.ndarray:
-        x = torch.stack(tensors).to(self.device, non_blocking=True)
+    def transform(self, image: Any) -> Any:
+        """A decoded RGB image -> open_clip's preprocessed pixels (3, S, S)."""
+        return self.preprocess(image)
+
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray:
+        x = torch.stack(inputs).to(self.device, non_blocking=True)
         with torch.inference_mode(), self._autocast():
             feats = self.model.encode_image(x)  # type: ignore[operator]
         return feats.float().cpu().numpy()
 
-    def feature_cache(self) -> FeatureCache | None:
-        """The cache this backbone reads and fills (None when caching is off)."""
-        if self._cache is not None:
-            return self._cache
-        setting = self._cache_setting
-        if isinstance(setting, FeatureCache):
-            self._cache = setting
-            return setting
-        root = default_cache_root() if setting is None or setting is True else (None if setting is False else setting)
-        if root is None:
-            return None
+    def encode_text_batch(self, texts: list[str]) -> np.ndarray:
+        tokens = self.tokenizer(texts).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            feats = self.model.encode_text(tokens)  # type: ignore[operator]
+        return feats.float().cpu().numpy()
+
+    def cache_namespace(self) -> dict[str, Any]:
         spec = self.spec()
         volatile = {"open_clip_version"}
         if self.weights_sha256:
             volatile |= {"name", "pretrained"}  # the checksum names the weights; moving the file keeps hits
-        namespace = {
+        return {
             "backbone": {k: v for k, v in spec.items() if k not in volatile},
             "precision": self.precision,
             "background": list(self.background or (255, 255, 255)),
             "cache_format": 1,
         }
-        self._cache = FeatureCache(root, namespace, self.embed_dim)
-        return self._cache
-
-    def encode(
-        self,
-        images: Any,
-        *,
-        batch_size: int | None = None,
-        progress: bool = True,
-        on_error: OnError | None = None,
-        cache: bool | None = None,
-        **dataset_options: Any,
-    ) -> EncodedImages:
-        """Features plus ids, labels and a load report; ``on_error="skip"`` drops bad images.
-
-        ``images``: anything :func:`ceir_sdk.data.as_dataset` takes (folder, paths, PIL images,
-        uint8 arrays, torchvision-style dataset, ImageDataset); extra keyword arguments go to it.
-        """
-        dataset = as_dataset(
-            images,
-            on_error=on_error or self.on_error,
-            max_pixels=dataset_options.pop("max_pixels", self.max_pixels),
-            background=dataset_options.pop("background", self.background),
-            **dataset_options,
-        )
-        return extract_features(
-            dataset,
-            transform=self.preprocess,
-            encode_batch=self._encode_pixels,
-            dim=self.embed_dim,
-            cache=None if cache is False else self.feature_cache(),
-            batch_size=batch_size or self.batch_size,
-            num_workers=self.num_workers,
-            progress=progress,
-            desc=f"encoding images ({self.model_name})",
-        )
-
-    def encode_images(
-        self, images: Any, *, batch_size: int = 64, progress: bool = True, **options: Any
-    ) -> np.ndarray:
-        """float32 (N, embed_dim) unnormalised image features, one row per input image."""
-        return self.encode(images, batch_size=batch_size, progress=progress, **options).features
-
-    def encode_texts(self, texts: Sequence[str], *, batch_size: int = 256) -> np.ndarray:
-        """float32 (N, embed_dim) unnormalised text features; texts are used as given."""
-        if isinstance(texts, str):
-            raise BadInputError("encode_texts takes a list of texts; wrap a single text as [text]")
-        texts = list(texts)
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-        if bad:
-            raise BadInputError(f"encode_texts needs strings; items {bad[:5]} are {type(texts[bad[0]]).__name__}")
-        out = [np.zeros((0, self.embed_dim), np.float32)]
-        for start in range(0, len(texts), batch_size):
-            tokens = self.tokenizer(texts[start : start + batch_size]).to(self.device)
-            with torch.inference_mode(), self._autocast():
-                feats = self.model.encode_text(tokens)  # type: ignore[operator]
-            out.append(feats.float().cpu().numpy())
-        return np.concatenate(out).astype(np.float32, copy=False)
 
     def __repr__(self) -> str:
         return f"OpenClipBackbone({self.name!r}, device={self.device!r}, embed_dim={self.embed_dim})"
