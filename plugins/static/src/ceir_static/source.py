@@ -9,17 +9,7 @@ from typing import Any
 
 from ceir_sdk.concepts.conceptset import KINDS, Concept, ConceptOrigin, ConceptSet
 from ceir_sdk.errors import BadInputError
-
-
-def _merge(items: list[tuple[str, ConceptOrigin]]) -> list[Concept]:
-    concepts: dict[str, Concept] = {}
-    for phrase, origin in items:
-        if not isinstance(phrase, str):
-            raise BadInputError(f"concepts must be strings, got {type(phrase).__name__}: {phrase!r}")
-        text = phrase.strip()
-        if text:
-            concepts.setdefault(text, Concept(text)).origins.append(origin)
-    return list(concepts.values())
+from ceir_sdk.plugin_bases.concept_source import merge_phrases as _merge
 
 
 def _from_mapping(data: dict[str, Any], where: str) -> list[tuple[str, ConceptOrigin]]:
