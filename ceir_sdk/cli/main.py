@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import inspect
-import os
 import sys
 import traceback
-from pathlib import Path
 
 import click
 
 from ceir_sdk._version import __version__
 from ceir_sdk.errors import CeirError
 
-#: Distributions of this repository; a traceback through them is ours to fix, not a plugin's.
-FIRST_PARTY = {"ceir-sdk", "ceir-open-clip", "ceir-vae", "ceir-openai", "ceir-anthropic", "ceir-static",
-               "ceir-ray", "ceir-onnx", "ceir-serve"}
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ceir")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """ceir: concept-based, explainable image embeddings (CEIR)."""
+    if ctx.invoked_subcommand != "plugins":
+        from ceir_sdk.plugins import get_host
+
+        # Strict mode (CEIR_STRICT_PLUGINS=1): no command runs beside a failed plugin; the error
+        # lists every failure. `ceir plugins` prints its report (JSON included) and then fails.
+        get_host()
 
 
 @cli.group()
@@ -52,7 +52,7 @@ def _add_core_commands() -> None:
 def _add_plugin_commands() -> None:
     from ceir_sdk.plugins import get_host
 
-    get_host().add_commands(cli)  # the host calls each plugin's hook and records a failing one
+    get_host(check=False).add_commands(cli)  # the host calls each plugin's hook and records a failing one
 
 
 _BUILT = False
@@ -98,23 +98,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _plugin_in_traceback(exc: BaseException) -> str | None:
-    """The third-party plugin whose code the exception passed through, innermost first."""
+    """The third-party plugin whose code the exception was raised in or passed through (the
+    deepest frame of a plugin's own modules, see PluginHost.blame), as the error message names it."""
     from ceir_sdk.plugins import get_host
 
-    roots: dict[str, str] = {}
-    host = get_host()
-    for name, plugin in host.pm.list_name_plugin():
-        status = host.statuses.get(name)
-        module = inspect.getmodule(plugin)
-        if module is None or status is None or status.distribution in FIRST_PARTY:
-            continue
-        package = sys.modules.get(module.__name__.partition(".")[0], module)
-        location = getattr(package, "__file__", None)
-        if location:
-            roots[str(Path(location).parent)] = f"{name!r} ({status.distribution or 'not installed'} " \
-                                                f"{status.version or ''})".replace(" )", ")")
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        for root, label in roots.items():
-            if frame.filename.startswith(root + os.sep):
-                return f"{label} at {Path(frame.filename).name}:{frame.lineno}"
-    return None
+    blamed = get_host(check=False).blame(exc)
+    return None if blamed is None else str(blamed)
