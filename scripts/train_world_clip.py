@@ -221,7 +221,10 @@ def clip_loss(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for config + checkpoint")
-    p.add_argument("--config", type=Path, default=DEFAULT_OUT / f"{NAME}.json", help="open_clip model config")
+    p.add_argument("--name", default=NAME, help="model name: the files are NAME.json and NAME.safetensors")
+    p.add_argument(
+        "--config", type=Path, default=None, help="open_clip model config (default: NAME.json beside the bundled model)"
+    )
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -261,14 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     from ceir_sdk.worlds.nuisance import WORLD_VERSION
 
     args.out.mkdir(parents=True, exist_ok=True)
-    config_out = args.out / f"{NAME}.json"
-    if args.config.resolve() != config_out.resolve():
-        shutil.copyfile(args.config, config_out)
+    name = args.name
+    config = args.config or DEFAULT_OUT / f"{name}.json"
+    config_out = args.out / f"{name}.json"
+    if config.resolve() != config_out.resolve():
+        shutil.copyfile(config, config_out)
     open_clip.add_model_config(config_out)
     device = torch.device(args.device)
     # channels_last: the ResNet tower's convolutions ran ~15% faster per step on this CPU.
-    model = open_clip.create_model(NAME, pretrained=None).to(device, memory_format=torch.channels_last)
-    tokenizer = open_clip.get_tokenizer(NAME)
+    model = open_clip.create_model(name, pretrained=None).to(device, memory_format=torch.channels_last)
+    tokenizer = open_clip.get_tokenizer(name)
     model.train()
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
@@ -356,13 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if args.fp16:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    ckpt = args.out / f"{NAME}.safetensors"
+    ckpt = args.out / f"{name}.safetensors"
     # Temp file + fsync + rename: an interrupted run leaves the previous checkpoint intact.
     tmp = ckpt.with_name(ckpt.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "model": NAME})
+    save_file(state, str(tmp), metadata={"format": "pt", "model": name})
     _fsync_replace(tmp, ckpt)
     info = {
-        "model": NAME,
+        "model": name,
         "steps": steps_done,
         "steps_planned": args.steps,
         "stopped_by_time_budget": steps_done < args.steps,
@@ -391,9 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         "world_version": WORLD_VERSION,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
     }
-    info_tmp = args.out / "training_info.json.tmp"
+    # The bundled model keeps its historical file name; any other model is NAME.training_info.json.
+    info_path = args.out / ("training_info.json" if name == NAME else f"{name}.training_info.json")
+    info_tmp = info_path.with_name(info_path.name + ".tmp")
     info_tmp.write_text(json.dumps(info, indent=2) + "\n")
-    _fsync_replace(info_tmp, args.out / "training_info.json")
+    _fsync_replace(info_tmp, info_path)
     print(json.dumps(info, indent=2))
     return 0
 

@@ -30,23 +30,23 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _world_checkpoint() -> tuple[str, str]:
-    """Register the bundled world model config with open_clip; return (model name, checkpoint)."""
+def _world_checkpoint(name: str) -> tuple[str, str]:
+    """Register the bundled world models' configs with open_clip; return (model name, checkpoint)."""
     try:
-        from ceir_open_clip.world_model import WORLD_MODEL_NAME, checkpoint_path, register_with_open_clip
+        from ceir_open_clip.world_model import checkpoint_path, register_with_open_clip
     except ImportError as exc:
         raise CeirError(
-            f"the bundled ceir-world model is not available in this install ({exc}); "
+            f"the bundled {name} model is not available in this install ({exc}); "
             "reinstall ceir-open-clip, or name another model, e.g. open-clip:ViT-B-32/laion2b_s34b_b79k"
         ) from None
     register_with_open_clip()
-    path = Path(checkpoint_path())
+    path = Path(checkpoint_path(name))
     if not path.is_file():
         raise CeirError(
-            f"the ceir-world checkpoint {path} is missing; train it with the world-model training script "
+            f"the {name} checkpoint {path} is missing; train it with the world-model training script "
             "(see plugins/open-clip/src/ceir_open_clip/world_model) or name another backbone"
         )
-    return WORLD_MODEL_NAME, str(path)
+    return name, str(path)
 
 
 def _check_model_name(name: str) -> None:
@@ -80,7 +80,7 @@ def load(source: ModelSource, *, device: str, seed: int = 0) -> Loaded:
 
     model_name, pretrained, sha = source.model_name, source.pretrained, None
     if source.kind == "world":
-        model_name, pretrained = _world_checkpoint()
+        model_name, pretrained = _world_checkpoint(source.model_name)
     if source.kind in ("world", "tag", "checkpoint", "random"):
         _check_model_name(model_name)
     if source.kind == "tag":

@@ -1,6 +1,8 @@
 """Parse the part after ``open-clip:`` into what open_clip's loader takes (no torch import).
 
     ceir-world                         the bundled offline model (default when nothing is given)
+    ceir-world-small                   a smaller bundled model, the world's stand-in for a separate
+                                       concept model (as CEIR pairs ViT-L/14 with ViT-B/16)
     MODEL/TAG                          open_clip pretrained tag, e.g. ViT-B-32/laion2b_s34b_b79k
     MODEL@/path/to/ckpt.safetensors    a local checkpoint (.safetensors, .pt, .pth, .bin)
     MODEL                              random weights (seeded, so reproducible)
@@ -18,6 +20,7 @@ from ceir_sdk.errors import BadInputError
 
 Kind = Literal["world", "tag", "checkpoint", "random", "hf-hub", "local-dir"]
 WORLD = "ceir-world"
+WORLD_MODELS = (WORLD, "ceir-world-small")  # trained by scripts/train_world_clip.py, shipped in world_model/
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".npz")
 
 
@@ -33,8 +36,8 @@ def parse_spec(spec: str | None) -> ModelSource:
     text = (spec or WORLD).strip()
     if not text:
         text = WORLD
-    if text == WORLD:
-        return ModelSource("world", WORLD, WORLD)
+    if text in WORLD_MODELS:
+        return ModelSource("world", text, text)
     for schema in ("hf-hub:", "local-dir:"):
         if text.startswith(schema):
             ident = text[len(schema) :]
