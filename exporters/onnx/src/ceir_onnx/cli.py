@@ -1,4 +1,5 @@
-"""`ceir export onnx MODEL_DIR OUT_DIR`: click command (heavy imports inside the body)."""
+"""`ceir export onnx MODEL_DIR OUT_DIR` and `ceir tune BUNDLE`: click commands (heavy imports
+inside the bodies)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,44 @@ def onnx_command(
         click.echo(line)
     if not quiet:
         click.echo(f"details: {out / 'manifest.json'}")
+
+
+@click.command("tune")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Threads the runtime will use (default: all usable cores); the choice is recorded per count.")
+@click.option("--check-images", type=click.Path(exists=True, path_type=Path),
+              help="Images to check agreement on (default: the exporter's synthetic images); use your own data "
+                   "for a verdict that holds on it.")
+@click.option("--min-cosine", default=0.999, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Agreement bar: latent min cosine to fp32 a path needs to be chosen.")
+@click.option("--batch", "timing_batch", default=16, show_default=True, type=click.IntRange(1),
+              help="Images per timed call.")
+@click.option("--no-record", is_flag=True, help="Measure and show, but leave the tuning cache as it is.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def tune_command(bundle: Path, threads: int | None, check_images: Path | None, min_cosine: float,
+                 timing_batch: int, no_record: bool, as_json: bool) -> None:
+    """Time each available backend x precision on BUNDLE, check its agreement with fp32, and
+    record the fastest that agrees for this machine (the runtime's backend/precision "auto")."""
+    import json
+
+    from ceir_onnx.runtime.backends import installed_backends
+    from ceir_onnx.runtime.tune import record, tune
+
+    say = (lambda _: None) if as_json else (lambda text: click.echo(text, err=True))
+    say(f"backends installed: {', '.join(f'{k} {v}' for k, v in installed_backends().items())}")
+    result = tune(bundle, threads=threads, check_images=check_images, min_cosine=min_cosine,
+                  timing_batch=timing_batch, progress=say)
+    where = None if no_record or result.backend is None else record(result)
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "recorded_in": None if where is None else str(where)}, indent=2))
+        return
+    machine = result.key["machine"]
+    click.echo(f"{bundle} on {machine['cpu_model']} ({' '.join(machine['cpu_features']) or 'no listed features'}), "
+               f"{machine['threads']} threads; agreement on {result.check_images}, bar latent min cosine >= "
+               f"{result.min_cosine}")
+    click.echo(result.table())
+    if result.backend is None:
+        raise click.ClickException(f"no path met the bar ({'; '.join(result.notes)}); nothing recorded")
+    click.echo(f"chosen: {result.backend} {result.precision}"
+               + (f"; recorded in {where} (used when backend/precision are 'auto')" if where else "; not recorded"))

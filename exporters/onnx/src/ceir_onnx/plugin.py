@@ -1,4 +1,5 @@
-"""Entry point of the onnx plugin: the "onnx" exporter and `ceir export onnx` (light imports only)."""
+"""Entry point of the onnx plugin: the "onnx" exporter, `ceir export onnx` and `ceir tune` (light
+imports only)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def register_exporters(register: Any) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    from ceir_onnx.cli import onnx_command
+    from ceir_onnx.cli import onnx_command, tune_command
 
     cli.commands["export"].add_command(onnx_command)
+    cli.add_command(tune_command)

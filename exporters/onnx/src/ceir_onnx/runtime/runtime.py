@@ -1,7 +1,8 @@
-"""The runtime of an exported CEIR bundle: images, texts and concept vectors with onnxruntime
-(no torch, open_clip or training code).
+"""The runtime of an exported CEIR bundle: images, texts and concept vectors with onnxruntime or
+OpenVINO (no torch, open_clip or training code).
 
-Sessions (providers, precision, which graph) live in :mod:`~ceir_onnx.runtime.sessions`, the
+Sessions (backend, providers, precision, which graph) live in :mod:`~ceir_onnx.runtime.sessions`,
+how an "auto" backend or precision is chosen in :mod:`~ceir_onnx.runtime.tune`, the
 image path in :mod:`~ceir_onnx.runtime.images`, texts and concept vectors in
 :mod:`~ceir_onnx.runtime.text`; :class:`Runtime` puts them together behind one API, which is
 also the Encoder a ConceptIndex uses (``encode_images``, ``encode_texts``, ``concept_vector``).
@@ -48,13 +49,22 @@ class Explanation:
 
 
 class Runtime:
-    """A loaded bundle: preprocessing, tokenizer and onnxruntime sessions."""
+    """A loaded bundle: preprocessing, tokenizer and the sessions of one backend.
+
+    ``backend``: "onnxruntime", "openvino" (``pip install 'ceir-onnx[openvino]'``) or "auto";
+    ``precision``: "fp32", "bf16" (OpenVINO), "int8", "fp16" or "auto". What is left "auto" comes
+    from the tuning recorded for this bundle on this machine (`ceir tune BUNDLE`), measured now
+    when ``tune=True`` and none is recorded, else onnxruntime at fp32 (fp16 on a GPU build).
+    :meth:`describe` says what runs and why.
+    """
 
     def __init__(
         self,
         bundle_dir: str | os.PathLike[str],
         *,
         precision: str = "auto",
+        backend: str = "auto",
+        tune: bool = False,
         providers: str | Sequence[str] | None = "auto",
         threads: int | None = None,
         batch_size: int = 32,
@@ -93,12 +103,31 @@ class Runtime:
         self.concept_text_embeddings = load_file(str(self.root / self.manifest["concept_embeddings_file"]))[
             "concept_text_embeddings"
         ]
+        from ceir_onnx.runtime.tune import resolve
+
+        self.backend, precision, self.choice = resolve(self.root, self.manifest, backend=backend,
+                                                       precision=precision, providers=providers, threads=threads,
+                                                       tune_now=tune)
         self.sessions = Sessions(self.root, self.manifest, precision=precision, providers=providers,
-                                 threads=threads, spinning=spinning, verify=verify)
+                                 threads=threads, spinning=spinning, verify=verify, backend=self.backend)
+        self.threads = threads
         self.precision = self.sessions.precision
         self.spinning = spinning
         self.providers: list[str] = self.sessions.providers
         self.text = TextPart(self.sessions, self.concepts, self.concept_text_embeddings)
+
+    def describe(self) -> dict[str, Any]:
+        """What runs and why: backend, precision, device, and how they were chosen (given, the
+        tuning recorded for this machine with its figures, measured now, or the default)."""
+        figures = self.choice.get("figures")
+        summary = f"{self.backend} {self.precision} on {', '.join(self.providers)}, {self.choice['chosen_by']}"
+        if figures:
+            summary += (f": {figures['images_per_s']:.1f} images/s, latent min cosine to fp32 "
+                        f"{figures['latent_min_cosine']:.6f}")
+        elif self.choice.get("note"):
+            summary += f" ({self.choice['note']})"
+        return {"bundle": str(self.root), "backend": self.backend, "precision": self.precision,
+                "providers": list(self.providers), "threads": self.threads, **self.choice, "summary": summary}
 
     # -- sessions (kept as attributes of the runtime for existing callers) -----------------
     @property

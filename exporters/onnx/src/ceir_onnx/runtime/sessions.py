@@ -1,4 +1,5 @@
-"""The onnxruntime sessions of one bundle: providers, precision, options, and each graph's session.
+"""The sessions of one bundle: backend (onnxruntime or OpenVINO), providers, precision, options,
+and each graph's session.
 
 The image graph is opened at load (it is what every embed runs); the text, head and latent
 graphs and the tokenizer on first use, after checking that their files are still the ones the
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ceir_onnx.runtime.backends import BACKENDS, HINTED, OpenVINOGraph, SplitImageGraph, openvino_supports
 from ceir_onnx.runtime.providers import check_active, check_single_onnxruntime, resolve_providers
 from ceir_onnx.runtime.tokenizer import ClipTokenizer
 from ceir_onnx.variants import cpu_safe_level
@@ -22,10 +24,21 @@ class Sessions:
     """Sessions of a bundle's graphs, created with one set of options and providers."""
 
     def __init__(self, root: Path, manifest: dict[str, Any], *, precision: str,
-                 providers: str | Sequence[str] | None, threads: int | None, spinning: bool, verify: bool) -> None:
+                 providers: str | Sequence[str] | None, threads: int | None, spinning: bool, verify: bool,
+                 backend: str = "onnxruntime") -> None:
         import onnxruntime as ort
 
         self.root, self.manifest, self._verify = root, manifest, verify
+        if backend not in BACKENDS:
+            raise BadInputError(f"backend must be one of {', '.join(BACKENDS)} (or 'auto' for Runtime); "
+                                f"got {backend!r}")
+        self.backend, self.threads = backend, threads
+        self._text: Any = None
+        self._graphs: dict[str, Any] = {}
+        self._tokenizer: ClipTokenizer | None = None
+        if backend == "openvino":
+            self._init_openvino(precision, providers, spinning)
+            return
         check_single_onnxruntime()
         requested, explicit = resolve_providers(providers)
         variants = manifest["graphs"]["image"]["variants"]
@@ -34,9 +47,9 @@ class Sessions:
             precision = "fp16" if on_gpu_build and "fp16" in variants else "fp32"
         if precision not in variants:
             raise BadInputError(
-                f"this bundle has no {precision!r} image graph (it has {', '.join(variants)}); "
-                f"re-export with --{precision} or choose one of those"
-            )
+                f"this bundle has no {precision!r} image graph for onnxruntime (it has {', '.join(variants)}); "
+                + ("bf16 runs on the OpenVINO backend: backend='openvino' (or 'auto')" if precision == "bf16"
+                   else f"re-export with --{precision} or choose one of those"))
         self.precision = precision
         self.options = ort.SessionOptions()
         self.options.log_severity_level = 3
@@ -49,11 +62,43 @@ class Sessions:
         self.spinning = spinning
         self.options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self._requested, self._explicit = requested, explicit
-        self.image = self._open(variants[precision]["file"], checked=True)
+        self.image: Any = self._open(variants[precision]["file"], checked=True)
         self.providers: list[str] = list(self.image.get_providers())
-        self._text: Any = None
-        self._graphs: dict[str, Any] = {}
-        self._tokenizer: ClipTokenizer | None = None
+
+    def _init_openvino(self, precision: str, providers: str | Sequence[str] | None, spinning: bool) -> None:
+        """OpenVINO on the CPU: the fp32 and int8 image graphs as they are; bf16/fp16 as the fp32
+        graph's backbone at that precision followed by the fp32 head graph."""
+        if providers not in (None, "auto", "cpu", "CPUExecutionProvider", ["cpu"], ["CPUExecutionProvider"]):
+            raise BadInputError(
+                f"the OpenVINO backend runs on the CPU; providers {providers!r} are onnxruntime's: leave "
+                "providers out, or use backend='onnxruntime' for GPU providers")
+        variants = self.manifest["graphs"]["image"]["variants"]
+        if precision == "auto":
+            precision = "fp32"
+        if precision not in ("fp32", "int8", *HINTED):
+            raise BadInputError(f"precision must be fp32, bf16, int8 or fp16; got {precision!r}")
+        if precision == "int8" and "int8" not in variants:
+            raise BadInputError(
+                f"this bundle has no 'int8' image graph (it has {', '.join(variants)}); re-export with --int8 "
+                "or choose another precision")
+        if not openvino_supports(precision):
+            from ceir_onnx.runtime.backends import openvino_capabilities
+
+            raise BadInputError(
+                f"OpenVINO cannot run {precision} on this CPU (it computes {', '.join(openvino_capabilities())}); "
+                "use fp32 or int8, or precision='auto'")
+        if precision in HINTED and "head" not in self.manifest["graphs"]:
+            raise BadInputError(
+                f"{precision} keeps the concept head in fp32 through the bundle's head graph, which this bundle "
+                "(exported by an older ceir-onnx) lacks: re-export it with `ceir export onnx MODEL_DIR OUT_DIR`")
+        self.precision, self.spinning = precision, spinning  # OpenVINO's threads do not spin-wait
+        if precision in HINTED:
+            backbone = OpenVINOGraph(self.root / variants["fp32"]["file"], hint=HINTED[precision],
+                                     threads=self.threads, outputs=("image_features",))
+            self.image = SplitImageGraph(backbone, self.graph("head", f"the {precision} image path"))
+        else:
+            self.image = OpenVINOGraph(self.root / variants[precision]["file"], threads=self.threads)
+        self.providers = list(self.image.get_providers())
 
     def check_unchanged(self, file: str) -> Path:
         """A file opened after load must still be the one the manifest described at load.
@@ -76,6 +121,8 @@ class Sessions:
         return path
 
     def _open(self, file: str, *, checked: bool = False) -> Any:
+        if self.backend == "openvino":  # graphs other than the image graph always run in fp32
+            return OpenVINOGraph(self.root / file if checked else self.check_unchanged(file), threads=self.threads)
         import onnxruntime as ort
 
         available = ort.get_available_providers()

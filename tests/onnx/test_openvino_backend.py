@@ -1,0 +1,111 @@
+"""The OpenVINO backend (issue 24) on a real exported bundle: the same numbers as onnxruntime at
+fp32, bf16 within the agreement bar with the concept head kept in fp32, and clear errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx_helpers import photo_like
+
+from ceir_sdk.errors import BadInputError
+
+pytest.importorskip("openvino")
+
+from ceir_onnx.runtime import Runtime
+from ceir_onnx.runtime.backends import openvino_capabilities
+from ceir_onnx.variants import cosine_rows
+
+
+@pytest.fixture(autouse=True)
+def _own_tuning_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tuning recorded on this machine must not decide what the "auto" runtimes here run.
+    monkeypatch.setenv("CEIR_TUNE_CACHE", str(tmp_path / "tune.json"))
+
+
+@pytest.fixture(scope="module")
+def pixels(bundle: Path) -> np.ndarray:
+    rt = Runtime(bundle, backend="onnxruntime", precision="fp32")
+    return rt.preprocess(photo_like(10, seed=5))
+
+
+def test_openvino_fp32_equals_onnxruntime_fp32_on_every_graph(bundle: Path, pixels: np.ndarray) -> None:
+    ort_rt = Runtime(bundle, backend="onnxruntime", precision="fp32", batch_size=4)
+    ov_rt = Runtime(bundle, backend="openvino", precision="fp32", batch_size=4)
+    assert ov_rt.backend == "openvino" and ov_rt.precision == "fp32"
+    assert ov_rt.describe()["chosen_by"] == "given" and "OpenVINO" in ov_rt.describe()["summary"]
+    a, b = ort_rt.run_pixels(pixels), ov_rt.run_pixels(pixels)
+    for name in ("concepts", "latent", "image_features"):  # the image graph
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), atol=1e-4, rtol=0)
+    # head, latent and text graphs
+    np.testing.assert_allclose(ov_rt.encode_features(a.image_features, output="latent"),
+                               ort_rt.encode_features(a.image_features, output="latent"), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(ov_rt.concept_vector(a.concepts), ort_rt.concept_vector(a.concepts), atol=1e-4,
+                               rtol=0)
+    texts = ["striped fur", "a runway at night", "feathers"]
+    np.testing.assert_allclose(ov_rt.embed_texts(texts), ort_rt.embed_texts(texts), atol=1e-4, rtol=0)
+    for got, want in zip(ov_rt.encode_texts(texts), ort_rt.encode_texts(texts)):
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_openvino_int8_runs_the_bundles_int8_graph(bundle: Path, pixels: np.ndarray) -> None:
+    ort_int8 = Runtime(bundle, backend="onnxruntime", precision="int8").run_pixels(pixels)
+    ov_int8 = Runtime(bundle, backend="openvino", precision="int8").run_pixels(pixels)
+    assert cosine_rows(ort_int8.latent, ov_int8.latent).min() > 0.9999
+
+
+def test_bf16_agrees_with_fp32_and_keeps_the_head_in_fp32(bundle: Path, pixels: np.ndarray) -> None:
+    if "BF16" not in openvino_capabilities():
+        with pytest.raises(BadInputError, match="cannot run bf16 on this CPU"):
+            Runtime(bundle, backend="openvino", precision="bf16")
+        pytest.skip("this CPU has no bf16 units (the refusal above is what it gets)")
+    ref = Runtime(bundle, backend="onnxruntime", precision="fp32").run_pixels(pixels)
+    rt = Runtime(bundle, backend="openvino", precision="bf16")
+    out = rt.run_pixels(pixels)
+    assert cosine_rows(ref.latent, out.latent).min() >= 0.999
+    assert cosine_rows(ref.concepts, out.concepts).min() >= 0.999
+    # the backbone really ran in bf16: its features moved, by more than fp32 rounding
+    assert np.abs(out.image_features - ref.image_features).max() > 1e-4
+    # ...but concepts and latent are the fp32 head of those features, not a bf16 head
+    head = Runtime(bundle, backend="onnxruntime", precision="fp32")
+    concepts, latent = head.encode_features(out.image_features)
+    np.testing.assert_allclose(out.concepts, concepts, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out.latent, latent, atol=1e-5, rtol=0)
+    assert "bf16" in rt.describe()["summary"] and "head" in " ".join(rt.providers)
+
+
+def test_reduced_precision_is_refused_where_the_backend_has_none(bundle: Path) -> None:
+    with pytest.raises(BadInputError, match="OpenVINO backend"):
+        Runtime(bundle, backend="onnxruntime", precision="bf16")
+    with pytest.raises(BadInputError, match="backend must be"):
+        Runtime(bundle, backend="tensorflow")
+    with pytest.raises(BadInputError, match="precision must be"):
+        Runtime(bundle, backend="openvino", precision="int4")
+    with pytest.raises(BadInputError, match="runs on the CPU"):
+        Runtime(bundle, backend="openvino", providers="cuda")
+
+
+def test_without_openvino_the_backend_is_a_clear_error_and_auto_uses_onnxruntime(
+        bundle: Path, pixels: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ceir_onnx.runtime.tune import record, tune
+
+    # A tuning that chose OpenVINO, recorded while it was installed ...
+    fast_openvino = {"openvino": 0.1, "onnxruntime": 1.0}
+    result = tune(bundle, timer=lambda label, run: fast_openvino[label.split()[0]])
+    assert result.backend == "openvino"
+    record(result)
+    assert Runtime(bundle).backend == "openvino"
+    # ... then openvino is gone (importing it fails, as where it is not installed)
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(BadInputError, match=r"pip install 'ceir-onnx\[openvino\]'"):
+        Runtime(bundle, backend="openvino")
+    with pytest.raises(BadInputError, match="openvino"):
+        Runtime(bundle, precision="bf16")
+    rt = Runtime(bundle)  # the record's versions named openvino: it no longer applies
+    assert rt.backend == "onnxruntime" and rt.describe()["chosen_by"] == "default"
+    np.testing.assert_allclose(rt.run_pixels(pixels).latent,
+                               Runtime(bundle, backend="onnxruntime", precision="fp32").run_pixels(pixels).latent)
+    measured = tune(bundle, timer=lambda label, run: 1.0)
+    assert {m.backend for m in measured.measurements} == {"onnxruntime"}
