@@ -142,13 +142,26 @@ def _parse_where(items: Sequence[str]) -> dict[str, Any] | None:
 
 
 def _runtime_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--precision / --providers for ONNX bundles (int8 is where a CPU gets its speed-up)."""
+    """--precision / --backend / --providers for ONNX bundles (int8 and, with OpenVINO on a CPU with
+    bf16 units, bf16 are where a CPU gets its speed-up)."""
+    # stashed (read by _backend), so the commands' signatures and the index library are unchanged
+    fn = stashed_option("--backend", key="runtime_backend", type=click.Choice(["auto", "onnxruntime", "openvino"]),
+                        default=None, help="ONNX bundles: inference backend (default: auto, the `ceir tune` choice "
+                                           "for this machine when recorded, else onnxruntime).")(fn)
     fn = click.option("--providers", default=None,
                       help="ONNX bundles: 'auto', 'cpu', 'cuda', 'tensorrt' or onnxruntime provider names, "
                            "comma-separated (default: auto).")(fn)
-    return click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default=None,
+    return click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16", "bf16"]), default=None,
                         help="ONNX bundles: which image graph runs (default: fp32 on CPU, fp16 on a GPU "
-                             "build when exported; int8 needs `ceir export onnx --int8`).")(fn)
+                             "build when exported; int8 needs `ceir export onnx --int8`; bf16 runs on "
+                             "OpenVINO).")(fn)
+
+
+def _backend() -> dict[str, Any]:
+    """{"backend": --backend} when given (runtime options), else nothing."""
+    ctx = click.get_current_context(silent=True)
+    backend = None if ctx is None else ctx.meta.get("runtime_backend")
+    return {} if backend is None else {"backend": backend}
 
 
 def _on_error_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -358,7 +371,8 @@ def build_cmd(out: str, images: tuple[str, ...], embeddings: str | None, model: 
     # Providers choose this machine's hardware and are not recorded; precision chooses the graph
     # (the numbers) and is, so every later add and query runs the same one.
     ref = None if model is None else EncoderRef.for_model(model, precision=precision)
-    encoder = None if model is None else (lambda: load_encoder(model, **_runtime(precision, providers)))
+    runtime = {**_runtime(precision, providers), **_backend()}
+    encoder = None if model is None else (lambda: load_encoder(model, **runtime))
     lat, acts, names, ids, meta = _gather(embeddings, encoder, images, metadata, on_error)
     if lat is None:
         reason = click.get_current_context().meta.get("ceir_skip_reason", "none of the images could be read")
@@ -399,7 +413,7 @@ def add_cmd(index_dir: str, images: tuple[str, ...], embeddings: str | None, mod
             where, options = idx.plan_add(model, other_model=other_model, **_runtime(precision, providers))
         for warning in caught:
             click.echo(f"warning: {warning.message}", err=True)
-        encoder = functools.partial(load_encoder, where, **options)
+        encoder = functools.partial(load_encoder, where, **{**options, **_backend()})
     lat, acts, names, ids, meta = _gather(embeddings, encoder, images, metadata, on_error,
                                           skip_keys=idx.keys_present)
     if lat is None:
@@ -481,7 +495,7 @@ def search_cmd(index_dir: str, expression: str | None, text: str | None, image: 
                                or ranking != "calibrated"):
         raise BadInputError("--presence, --threshold, --no-strict and --ranking apply to --concepts queries")
     idx = ConceptIndex.load(index_dir)
-    runtime = _runtime(precision, providers)
+    runtime = {**_runtime(precision, providers), **_backend()}
     if model is not None:
         idx.encoder = load_encoder(model, **runtime)
     elif runtime and expression is None:  # the recorded model, its precision unless overridden

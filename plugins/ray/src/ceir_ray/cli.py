@@ -19,7 +19,11 @@ import click
               help="Actors, one onnxruntime session each (default: one per GPU, else one per CPU).")
 @click.option("--gpus-per-actor", type=float, default=None, help="0 forces CPU actors (default: 1 if GPUs exist).")
 @click.option("--cpus-per-actor", type=float, default=1.0, show_default=True)
-@click.option("--precision", default="fp32", show_default=True, help="Image graph variant: fp32, fp16 or int8.")
+@click.option("--precision", default="fp32", show_default=True,
+              help="Image graph variant: fp32, bf16 (OpenVINO), fp16, int8, or auto (the `ceir tune` choice).")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "onnxruntime", "openvino"]),
+              help="Inference backend of each actor; auto: the `ceir tune` choice for the machine if recorded "
+                   "(at the given precision), else onnxruntime.")
 @click.option("--shard-size", type=int, default=10_000, show_default=True, help="Rows per parquet shard.")
 @click.option("--unit-rows", type=int, default=64, show_default=True, help="Rows per Ray batch.")
 @click.option("--column", default=None, help="Parquet column with image bytes or paths (default: image / path).")
@@ -28,8 +32,8 @@ import click
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def embed_command(source: str, out_dir: str, bundle: str, address: str | None, num_cpus: int | None,
                   num_actors: int | None, gpus_per_actor: float | None, cpus_per_actor: float, precision: str,
-                  shard_size: int, unit_rows: int, column: str | None, id_column: str | None, overwrite: bool,
-                  quiet: bool) -> None:
+                  backend: str, shard_size: int, unit_rows: int, column: str | None, id_column: str | None,
+                  overwrite: bool, quiet: bool) -> None:
     """Embed SOURCE (folder of images, parquet of bytes or paths) into parquet shards in OUT_DIR.
 
     Rerunning the same command resumes: finished shards are skipped.
@@ -37,7 +41,8 @@ def embed_command(source: str, out_dir: str, bundle: str, address: str | None, n
     from ceir_ray.embed import embed_collection
 
     report = embed_collection(
-        source, out_dir, bundle=bundle, precision=precision, shard_size=shard_size, unit_rows=unit_rows,
+        source, out_dir, bundle=bundle, precision=precision, backend=backend, shard_size=shard_size,
+        unit_rows=unit_rows,
         num_actors=num_actors, num_gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor,
         address=address, num_cpus=num_cpus, column=column, id_column=id_column, overwrite=overwrite,
         progress=not quiet,

@@ -104,6 +104,7 @@ def embed_collection(
     bundle: str | os.PathLike[str] | None = None,
     embedder: EmbedderFactory | None = None,
     precision: str = "fp32",
+    backend: str = "auto",
     shard_size: int = 10_000,
     unit_rows: int = 64,
     num_actors: int | None = None,
@@ -144,7 +145,7 @@ def embed_collection(
     with ray_session(address, num_cpus=num_cpus) as ray:
         n_actors, cpus, gpus, providers = actor_resources(ray, num_actors, num_gpus_per_actor, cpus_per_actor)
         factory = embedder or OnnxEmbedder(os.path.abspath(os.fspath(bundle)), precision=precision,  # type: ignore[arg-type]
-                                           providers=providers, threads=max(1, int(cpus)))
+                                           providers=providers, threads=max(1, int(cpus)), backend=backend)
         report.actors, report.providers = n_actors, providers if embedder is None else "custom"
         _run(ray, plan, shards, pending, factory, report, n_actors=n_actors, cpus=cpus, gpus=gpus,
              unit_rows=unit_rows, progress=progress)

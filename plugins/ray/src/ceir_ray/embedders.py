@@ -29,12 +29,13 @@ class OnnxEmbedder:
     providers: str = "cpu"
     threads: int | None = 1
     batch_size: int = 64
+    backend: str = "auto"  # onnxruntime, openvino, or auto (ceir_onnx.runtime.tune)
 
     def __call__(self) -> EmbedFn:
         from ceir_onnx.runtime import Runtime
         from ceir_onnx.runtime.preprocess import preprocess_one
 
-        rt = Runtime(self.bundle, precision=self.precision, providers=self.providers,
+        rt = Runtime(self.bundle, precision=self.precision, backend=self.backend, providers=self.providers,
                      threads=self.threads, batch_size=self.batch_size)
         cfg = rt.preprocess_config
 

@@ -248,7 +248,9 @@ def _add_routes(app: FastAPI, engine: Engine) -> None:
         if not engine.ready:
             return _error(503, "warming up: the graphs are not loaded yet", "not_ready")
         info: dict[str, Any] = {"status": "ready", "model": engine.model_name, "providers": engine.runtime.providers,
-                                "precision": engine.runtime.precision, "concepts": len(engine.runtime.concepts),
+                                "precision": engine.runtime.precision,
+                                "backend": getattr(engine.runtime, "backend", "onnxruntime"),
+                                "concepts": len(engine.runtime.concepts),
                                 "text": engine.has_text}
         if engine.index is not None:
             info["index"] = {"count": len(engine.index), "writes": engine.settings.allow_writes}

@@ -20,7 +20,7 @@ def settings_from(options: dict[str, Any]) -> ServeSettings:
         request_timeout_s=options["request_timeout"], allow_writes=options["allow_writes"],
         token_env=options["token_env"], decode_workers=options["decode_workers"], model_name=options["model_name"],
         providers=options["providers"], precision=options["precision"], threads=options["threads"],
-        allow_cpu_fallback=options["allow_cpu_fallback"])
+        allow_cpu_fallback=options["allow_cpu_fallback"], backend=options["backend"])
 
 
 @click.command("serve")
@@ -50,7 +50,10 @@ def settings_from(options: dict[str, Any]) -> ServeSettings:
               help="onnxruntime providers: auto, cpu, cuda, tensorrt. A GPU asked for and not obtained stops the "
                    "start unless --allow-cpu-fallback.")
 @click.option("--allow-cpu-fallback", is_flag=True, help="Serve on the CPU when the GPU provider asked for is missing.")
-@click.option("--precision", default="auto", show_default=True, help="Image graph: auto, fp32, fp16 or int8.")
+@click.option("--precision", default="auto", show_default=True,
+              help="Image graph: auto, fp32, bf16 (OpenVINO), fp16 or int8; auto: the `ceir tune` choice if recorded.")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "onnxruntime", "openvino"]),
+              help="Inference backend; auto: the `ceir tune` choice for this machine if recorded, else onnxruntime.")
 @click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
 @click.option("--model-name", default=None, help="The model id clients send (default: the bundle folder's name).")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,

@@ -39,7 +39,8 @@ def load_runtime(bundle: str | Path, settings: ServeSettings) -> Any:
     """The bundle's runtime, refusing a GPU provider that was asked for and not obtained."""
     from ceir_onnx.runtime import Runtime
 
-    rt = Runtime(bundle, precision=settings.precision, providers=settings.providers, threads=settings.threads,
+    rt = Runtime(bundle, precision=settings.precision, backend=settings.backend, providers=settings.providers,
+                 threads=settings.threads,
                  batch_size=max(settings.max_batch_size, 1), decode_workers=settings.decode_workers,
                  max_pixels=settings.max_pixels)
     wanted = settings.providers.lower()
@@ -50,6 +51,7 @@ def load_runtime(bundle: str | Path, settings: ServeSettings) -> Any:
             "(no GPU provider could be started; `ceir doctor` says which onnxruntime build is installed and which "
             "GPUs it sees). Install onnxruntime-gpu (pip install 'ceir-onnx[gpu]'), or pass --allow-cpu-fallback "
             "to serve on the CPU anyway")
+    log.info("runtime: %s", rt.describe()["summary"])  # which backend/precision and why (given, tuned, default)
     return rt
 
 

@@ -37,6 +37,7 @@ class ServeSettings:
     providers: str = "auto"
     precision: str = "auto"
     threads: int | None = None
+    backend: str = "auto"  # onnxruntime, openvino, or auto (ceir_onnx.runtime.tune)
     allow_cpu_fallback: bool = False
     explain_top: int = 5
 
