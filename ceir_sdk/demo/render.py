@@ -152,30 +152,37 @@ def build_report(results: dict[str, Any], assets: dict[str, Any]) -> Report:
     if queries:
         section = report.section("Search through the runtime and the FAISS ConceptIndex")
         text = queries["text"]
-        section.add_text(f"Text query '{text['query']}': share of top-{queries['k']} results showing both "
-                         f"concepts {text['share_with_both_concepts']:.2f}.")
-        grid = _hit_grid(text["hits"], images, "text query results")
-        if grid:
-            section.add(grid)
-        expr = queries["concept_expression"]
-        section.add_text(f"Concept expression '{expr['query']}': precision@{queries['k']} against the true "
-                         f"concepts {expr['precision_at_k']:.2f}.")
-        grid = _hit_grid(expr["hits"], images, "concept expression results")
-        if grid:
-            section.add(grid)
-        edit = queries["edited_example"]
-        section.add_text(
-            f"Edited example: item {edit['item']} ({edit['item_class']}), remove {edit['edit']['remove']}, add "
-            f"{edit['edit']['add']}. Share of results showing the removed concept {edit['before']['share_removed']:.2f}"
-            f" -> {edit['after']['share_removed']:.2f}; showing the added one {edit['before']['share_added']:.2f} -> "
-            f"{edit['after']['share_added']:.2f}."
-        )
-        if images is not None:
-            section.add(ImageGrid([images[edit["item"]]], [edit["item_class"]], "the example"))
-        for key, title in (("before", "similar items, unedited"), ("after", "similar items after the edit")):
-            grid = _hit_grid(edit[key]["hits"], images, title)
+        # A query the concept set cannot build is {"skipped": why} (see demo/queries.py).
+        for skipped in (q["skipped"] for q in (text, queries["concept_expression"], queries["edited_example"])
+                        if "skipped" in q):
+            section.add_text(f"Not run: {skipped}.")
+        if "skipped" not in text:
+            section.add_text(f"Text query '{text['query']}': share of top-{queries['k']} results showing both "
+                             f"concepts {text['share_with_both_concepts']:.2f}.")
+            grid = _hit_grid(text["hits"], images, "text query results")
             if grid:
                 section.add(grid)
+        expr = queries["concept_expression"]
+        if "skipped" not in expr:
+            section.add_text(f"Concept expression '{expr['query']}': precision@{queries['k']} against the true "
+                             f"concepts {expr['precision_at_k']:.2f}.")
+            grid = _hit_grid(expr["hits"], images, "concept expression results")
+            if grid:
+                section.add(grid)
+        edit = queries["edited_example"]
+        if "skipped" not in edit:
+            section.add_text(
+                f"Edited example: item {edit['item']} ({edit['item_class']}), remove {edit['edit']['remove']}, add "
+                f"{edit['edit']['add']}. Share of results showing the removed concept "
+                f"{edit['before']['share_removed']:.2f} -> {edit['after']['share_removed']:.2f}; showing the added one "
+                f"{edit['before']['share_added']:.2f} -> {edit['after']['share_added']:.2f}."
+            )
+            if images is not None:
+                section.add(ImageGrid([images[edit["item"]]], [edit["item_class"]], "the example"))
+            for key, title in (("before", "similar items, unedited"), ("after", "similar items after the edit")):
+                grid = _hit_grid(edit[key]["hits"], images, title)
+                if grid:
+                    section.add(grid)
 
     timings = data.get("timings_s")
     if timings:

@@ -25,13 +25,19 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         expr = queries["concept_expression"]
         edit = queries["edited_example"]
         text = queries["text"]
-        lines.append(f"text query {text['query']!r}: {text['share_with_both_concepts']:.0%} of the top "
-                     f"{queries['k']} show both")
-        lines.append(f"concept query {expr['query']!r}: precision@{queries['k']} {expr['precision_at_k']:.2f}")
-        lines.append(
-            f"edited example (remove {edit['edit']['remove'][0]!r}, add {edit['edit']['add'][0]!r}): results with "
-            f"the added concept {edit['before']['share_added']:.0%} -> {edit['after']['share_added']:.0%}"
-        )
+        # A query the concept set cannot build is {"skipped": why} (see demo/queries.py).
+        for skipped in (q["skipped"] for q in (text, expr, edit) if "skipped" in q):
+            lines.append(f"skipped: {skipped}")
+        if "skipped" not in text:
+            lines.append(f"text query {text['query']!r}: {text['share_with_both_concepts']:.0%} of the top "
+                         f"{queries['k']} show both")
+        if "skipped" not in expr:
+            lines.append(f"concept query {expr['query']!r}: precision@{queries['k']} {expr['precision_at_k']:.2f}")
+        if "skipped" not in edit:
+            lines.append(
+                f"edited example (remove {edit['edit']['remove'][0]!r}, add {edit['edit']['add'][0]!r}): results "
+                f"with the added concept {edit['before']['share_added']:.0%} -> {edit['after']['share_added']:.0%}"
+            )
     if "total_seconds" in results:
         lines.append(f"total: {results['total_seconds']:.0f} s")
     return lines
