@@ -169,7 +169,12 @@ def _read_concepts(spec: str, world: Any, include_class_names: bool) -> tuple[li
                 label_information(include_class_names=include_class_names))
     path = Path(spec)
     if not path.is_file():
-        raise BadInputError(f"concept file {spec!r} not found; give a text file (one per line), JSON, or 'oracle'")
+        from ceir_sdk.concepts.from_source import concept_source_names
+
+        raise BadInputError(
+            f"--concepts {spec!r} is neither 'oracle', a file (text, one concept per line; JSON) nor a concept "
+            f"source; the concept sources: {', '.join(concept_source_names()) or 'none installed'} "
+            "(e.g. static:world10, openai:gpt-4o; `ceir plugins` lists them)")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         try:
@@ -216,7 +221,9 @@ def _scores(labels: Any, predicted: Any) -> str:
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @_input_options
 @click.option("--concepts", "concepts_spec", default="oracle", show_default=True,
-              help="'oracle' (worlds), a text file with one concept per line, or a ConceptSet JSON.")
+              help="'oracle' (worlds), a text file with one concept per line, a ConceptSet JSON, or a concept "
+                   "source (static:world10, openai:gpt-4o, ...) asked about the --dataset classes and filtered, "
+                   "as `ceir demo --concepts` does.")
 @click.option("--include-class-names", is_flag=True, help="Add the class names to oracle concepts (leaks labels).")
 @click.option("--backbone", default="open-clip:ceir-world", show_default=True)
 @click.option("--backbone-option", "backbone_options", multiple=True,
@@ -261,8 +268,17 @@ def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split:
 
     if split == "test":
         click.echo("warning: fitting on the test split; evaluate on other data", err=True)
+    from ceir_sdk.concepts.from_source import is_concept_source
+
+    # A concept-source name (as `ceir demo --concepts` takes) unless a file of that name exists.
+    source = (concepts_spec if concepts_spec != "oracle" and not Path(concepts_spec).is_file()
+              and is_concept_source(concepts_spec) else None)
+    if source is not None and dataset is None:
+        raise click.UsageError(f"--concepts {source!r} asks the source about the classes of --dataset; without a "
+                               f"drawn world, write the concepts first (`ceir concepts generate {source} --class ... "
+                               "-o concepts.json`, then `ceir concepts filter`) and pass the file")
     inp = _load_inputs(inputs, dataset, split, count, image_size, features_path)
-    concepts, info = _read_concepts(concepts_spec, inp.world, include_class_names)
+    concepts, info = ([], {}) if source is not None else _read_concepts(concepts_spec, inp.world, include_class_names)
     try:
         cutoff: float | str = (visibility_cutoff if visibility_cutoff in ("auto", "reference")
                                else float(visibility_cutoff))
@@ -274,6 +290,15 @@ def fit_cmd(out_dir: Path, inputs: tuple[Path, ...], dataset: str | None, split:
                       concept_template=list(concept_templates), presence_by_parts=presence_by_parts,
                       backbone_options=parsed_backbone_options, concept_model=concept_model,
                       concept_model_options=_parse_options(concept_model_options, "--concept-model-option"))
+    if source is not None:
+        from ceir_sdk.concepts.from_source import concepts_from_source
+
+        # Generated and filtered as `ceir demo --concepts SOURCE` does (concepts/from_source.py).
+        sourced = concepts_from_source(source, list(inp.world.class_names), domain=dataset, backbone_name=backbone,
+                                       backbone=model.backbone)
+        concepts, info = sourced.concept_set.phrases, sourced.label_information
+        for step in sourced.steps:
+            click.echo(f"concepts {step.name:16s} {step.before:5d} -> {step.after:5d}", err=True)
     feats = _features(model.backbone, inp, on_error)
     concept_feats = None
     from ceir_sdk.model import concept_model as cm

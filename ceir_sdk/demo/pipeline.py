@@ -94,14 +94,14 @@ class Steps:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the main job; writes model/, bundle/, index/, report.html and results.json."""
-    from ceir_sdk.concepts import process_concepts
+    from ceir_sdk.concepts.from_source import concepts_from_source
     from ceir_sdk.demo.evaluate import evaluate
     from ceir_sdk.demo.queries import run_queries
     from ceir_sdk.demo.render import write_report
     from ceir_sdk.index import ConceptIndex
     from ceir_sdk.index.encoder import RuntimeEncoder
     from ceir_sdk.model import CEIRModel
-    from ceir_sdk.plugins import get_backbone, get_concept_source, get_exporter
+    from ceir_sdk.plugins import get_backbone, get_exporter
     from ceir_sdk.report.html import atomic_write_text
     from ceir_sdk.worlds import World
     from ceir_sdk.worlds.descriptions import description_parts, expand_truth
@@ -131,27 +131,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     steps.start("concepts")
     source_name = config.concept_source or f"static:{config.domain}"
-    raw_concepts = get_concept_source(source_name).generate(class_names, domain=config.domain,
-                                                            progress=config.progress)
-    # Label-free CBM's thresholds (0.85 / 0.9) were set on real CLIP text encoders; the tiny world
-    # CLIP's 128-d text space puts most phrases above them ('red' ~ 'blue' at 0.93), so the
-    # offline default measures similarity with the sentence model alone. Real backbones use both.
-    similarity_backbone = None if config.backbone == "open-clip:ceir-world" else backbone
-    concept_set, filter_steps = process_concepts(raw_concepts, class_names, backbone=similarity_backbone,
-                                                 sentence_model=True if similarity_backbone is None else "auto")
-    uses_llm = not source_name.startswith("static")
-    label_information = {
-        "class_names_in_prompts": uses_llm,
-        "class_names_in_concept_set": False,
-        "concept_source": source_name,
-        "labels_used_for_fitting": False,
-        "note": (
-            "the static source reads the world's per-class concept lists, which were written knowing "
-            "the classes (as an LLM prompted with class names would)"
-            if not uses_llm
-            else "the LLM was prompted with the class names"
-        ),
-    }
+    # The same generation and filtering as `ceir fit --concepts SOURCE` (concepts/from_source.py).
+    sourced = concepts_from_source(source_name, class_names, domain=config.domain, backbone_name=config.backbone,
+                                   backbone=backbone, progress=config.progress)
+    concept_set, filter_steps, label_information = sourced.concept_set, sourced.steps, sourced.label_information
 
     steps.start("fit CEIR")
     model = CEIRModel(backbone=backbone, latent=config.latent, latent_options=config.latent_options,
@@ -199,14 +182,11 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "backbone": backbone.spec(),
         "concepts": {
             "source": source_name,
-            "raw": len(raw_concepts),
+            "raw": sourced.raw_count,
             "after_processing": len(concept_set),
             "kept_by_model": len(model.concepts),
             "template": config.concept_template,
-            "similarity": (
-                "sentence model only (the world CLIP's text space is too compressed for Label-free CBM's "
-                "thresholds)" if similarity_backbone is None else "sentence model and backbone text encoder"
-            ),
+            "similarity": sourced.similarity,
             "filter_steps": [step.to_dict() for step in filter_steps],
         },
         "label_information": label_information,
