@@ -74,10 +74,41 @@ def _check_tag(name: str, tag: str) -> None:
         )
 
 
+#: The values of the ``device`` option, as errors list them.
+DEVICE_VALUES = ("'cpu', 'cuda' or 'cuda:N' (N = a GPU's index), 'mps' (Apple GPUs), or 'auto' / unset "
+                 "(CUDA when torch sees a GPU, else the CPU)")
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this backbone cannot run on, naming the option and its values. Checked
+    before open_clip's loader, whose failure on a bad device reads as a damaged checkpoint."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise BadInputError(f"backbone option device={device!r} is not a device; use {DEVICE_VALUES}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise BadInputError(f"backbone option device={device!r}: torch sees no CUDA device; use {DEVICE_VALUES}")
+        if parsed.index is not None and parsed.index >= count:
+            raise BadInputError(f"backbone option device={device!r}: torch sees {count} CUDA device"
+                                f"{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1}); use {DEVICE_VALUES}")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise BadInputError(f"backbone option device={device!r}: torch has no MPS (Apple GPU) support here; "
+                                f"use {DEVICE_VALUES}")
+    elif parsed.type != "cpu":
+        raise BadInputError(f"backbone option device={device!r}: the open-clip backbone runs on CPU, CUDA or MPS "
+                            f"only; use {DEVICE_VALUES}")
+
+
 def load(source: ModelSource, *, device: str, seed: int = 0) -> Loaded:
     import open_clip
     import torch
 
+    check_device(device)
     model_name, pretrained, sha = source.model_name, source.pretrained, None
     if source.kind == "world":
         model_name, pretrained = _world_checkpoint(source.model_name)
