@@ -5,6 +5,7 @@ model-selection decision (no evaluation data enters)."""
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,8 @@ from ceir_sdk.model.presence import fit_presence_thresholds
 
 if TYPE_CHECKING:
     from ceir_sdk.model.ceir import CEIRModel
+
+log = logging.getLogger("ceir_sdk.model")
 
 
 def fit_features(model: CEIRModel, features: np.ndarray, concepts: Any, *, concept_embeddings: np.ndarray | None,
@@ -63,6 +66,7 @@ def fit_features(model: CEIRModel, features: np.ndarray, concepts: Any, *, conce
     text_s = time.perf_counter() - t0
     train_idx, val_idx = model.split_indices(len(x))
     x_tr, x_val = x[train_idx], x[val_idx]
+    alignment = _check_text_alignment(model, targets if targets is not None else x, val_idx, text, separate)
 
     t0 = time.perf_counter()
     model.bottleneck.fit(x_tr, x_val, text, phrases, seed=model.seed, progress=progress,
@@ -104,11 +108,31 @@ def fit_features(model: CEIRModel, features: np.ndarray, concepts: Any, *, conce
         "concepts_given": len(phrases),
         "bottleneck": model.bottleneck.report.as_dict(),
         "concept_model": _concept_model_note(model),
+        "text_alignment": None if alignment is None else alignment.as_dict(),
         "latent_history": getattr(latent, "history", {}),
         "timings_s": {"concept_text": text_s, "bottleneck": bottleneck_s, "latent": latent_s,
                       "presence": presence_s},
     }
     return model
+
+
+def _check_text_alignment(model: CEIRModel, image_features: np.ndarray, val_idx: np.ndarray, text: np.ndarray,
+                          separate: bool) -> Any:
+    """Warn when the concept scores cannot mean what the concepts say: the text encoder that
+    embedded the concepts is not aligned with the image encoder whose features they score
+    (ceir_sdk.model.alignment). Returns the measure for the provenance (None: not measurable)."""
+    from ceir_sdk.model.alignment import text_alignment, warning_text
+
+    result = text_alignment(image_features[val_idx], image_features, text)
+    if result is not None and not result.aligned:
+        if separate:
+            spec = model._concept_model.spec() if model._concept_model is not None else model._concept_model_spec
+            encoder = f"concept model {(spec or {}).get('name', '?')!r}"
+        else:
+            encoder = f"backbone {model.backbone.spec().get('name', getattr(model.backbone, 'name', '?'))!r}" \
+                if (model._backbone is not None or model._backbone_spec is not None) else "the given features"
+        log.warning("%s", warning_text(result, encoder))
+    return result
 
 
 def _concept_model_note(model: CEIRModel) -> dict[str, Any]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import platform
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,13 @@ import numpy as np
 
 from ceir_onnx import __version__
 from ceir_onnx.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_entry, fingerprint, recognises, staged_directory
-from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one
-from ceir_onnx.variants import agreement, convert_fp16, quantize_int8, run_graph
+from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one, to_rgb_image
+from ceir_onnx.variants import agreement, convert_fp16, cosine_rows, quantize_int8, run_graph
 from ceir_sdk.atomic import atomic_write_json
 from ceir_sdk.errors import BadInputError
+from ceir_sdk.plugin_bases.preprocess import check_preprocess_config
+
+log = logging.getLogger("ceir_onnx")
 
 DEFAULT_OPSET = 18
 IMAGE_INPUT = "pixels"
@@ -51,6 +55,11 @@ AGREEMENT_BATCH = 32
 INT8_MIN_COSINE = 0.999
 #: never keep more than this share of the backbone's weight MatMuls in float
 INT8_MAX_FLOAT_SHARE = 0.5
+#: the bundle's image features (runtime preprocessing + image graph) against the backbone's own
+#: encode_images on the same decoded images: min row cosine below this refuses the export. Above
+#: what a real mismatch gives (0.66-0.91 for a wrong mean/std on a ViT, 0.96 on a small convnet),
+#: below the few 1e-4 that mixed precision on a GPU costs.
+BACKBONE_MIN_COSINE = 0.995
 
 
 @dataclass
@@ -74,6 +83,9 @@ class ExportParts:
     # where text queries and concept_text_embeddings live (TEXT_SPACES); with "concept_model",
     # text_module and tokenizer_info are the concept model's, and the embeddings are of its width
     text_space: str = "backbone"
+    # the backbone's own encoder, (decoded RGB PIL images) -> features (N, D): the model the bundle
+    # must reproduce. Export compares the bundle with it (BACKBONE_MIN_COSINE); None: not measured
+    reference_encoder: Callable[[list[Any]], np.ndarray] | None = None
 
 
 def _image_graph_module(parts: ExportParts) -> Any:
@@ -139,16 +151,22 @@ def _export_checked(module: Any, inputs: np.ndarray, path: Path, input_name: str
     return {**_io_spec(path), "variants": {"fp32": {"file": path.name, "agreement_to_torch": parity}}}
 
 
-def _int8_variant(stage: Path, pixels: np.ndarray, fp32_out: list[np.ndarray], target: float | None) -> dict[str, Any]:
+def _int8_variant(stage: Path, pixels: np.ndarray, fp32_out: list[np.ndarray], target: float | None
+                  ) -> dict[str, Any] | str:
     """Quantize the image graph; while the agreement to fp32 is below ``target``, keep more of
     the backbone's last weight MatMuls in float (they feed the error-magnifying head most
-    directly), up to INT8_MAX_FLOAT_SHARE of them."""
+    directly), up to INT8_MAX_FLOAT_SHARE of them. A backbone without weight MatMuls (a
+    convolutional one) has nothing to quantise: then no copy is written, and the reason is
+    returned instead of the variant."""
     import onnx
 
     from ceir_onnx.variants import backbone_matmuls
 
     src, dst = stage / "image.onnx", stage / "image.int8.onnx"
     matmuls = backbone_matmuls(onnx.load(str(src), load_external_data=False), "image_features")
+    if not matmuls:
+        return ("the backbone has no weight MatMul/Gemm for dynamic int8 quantisation to act on (a convolutional "
+                "backbone), so an int8 copy would be the fp32 graph under another name; use image.onnx")
     step = max(1, round(len(matmuls) / 12))
     limit = int(INT8_MAX_FLOAT_SHARE * len(matmuls))
     keep = 0
@@ -256,6 +274,7 @@ def export_bundle(
         )
     if parts.text_space not in TEXT_SPACES:
         raise BadInputError(f"text_space must be one of {', '.join(TEXT_SPACES)}; got {parts.text_space!r}")
+    check_preprocess_config(parts.preprocess, where="the backbone's preprocess_config()")
     pre = PreprocessConfig.from_dict(parts.preprocess, strict=True)
     size = pre.image_size
     vocab = Path(parts.tokenizer_info.get("vocab_file", ""))
@@ -264,7 +283,10 @@ def export_bundle(
 
     source = "given images" if check_images is not None else "synthetic images"
     images = iter_images(check_images) if check_images is not None else synthetic_images()
-    pixels = np.stack([preprocess_one(im, pre) for im in images]).astype(np.float32)
+    # Decoded once, as every ceir path decodes (ceir_sdk.data): the same RGB images go to the
+    # backbone's own encoder and, preprocessed as its preprocess_config() says, to the graph.
+    decoded = [to_rgb_image(im) for im in images]
+    pixels = np.stack([preprocess_one(im, pre) for im in decoded]).astype(np.float32)
     if len(pixels) < 2:
         pixels = np.concatenate([pixels, pixels[::-1] * 0.5])
 
@@ -286,11 +308,20 @@ def export_bundle(
                 f"exported image graph disagrees with torch (max abs diff {worst:.2e} > {FP32_TOLERANCE}); "
                 "this model uses an op the exporter does not translate faithfully"
             )
+        to_backbone = None
+        if parts.reference_encoder is not None:
+            to_backbone = _backbone_agreement(parts, decoded, fp32_out[2][: len(decoded)], source)
         image_variants: dict[str, Any] = {
             "fp32": {"file": "image.onnx", "intended_for": "CPU and GPU", "agreement_to_torch": parity}
         }
+        not_written: dict[str, str] = {}
         if int8:
-            image_variants["int8"] = _int8_variant(stage, pixels, fp32_out, int8_min_cosine)
+            int8_variant = _int8_variant(stage, pixels, fp32_out, int8_min_cosine)
+            if isinstance(int8_variant, str):
+                not_written["int8"] = int8_variant
+                log.warning("int8: nothing to quantise, no int8 copy written: %s", int8_variant)
+            else:
+                image_variants["int8"] = int8_variant
             bar.update()
         if fp16:
             convert_fp16(stage / "image.onnx", stage / "image.fp16.onnx")
@@ -305,7 +336,10 @@ def export_bundle(
             }
             bar.update()
 
-        graphs: dict[str, Any] = {"image": {**_io_spec(stage / "image.onnx"), "variants": image_variants}}
+        graphs: dict[str, Any] = {"image": {**_io_spec(stage / "image.onnx"), "variants": image_variants,
+                                            "agreement_to_backbone": to_backbone}}
+        if not_written:
+            graphs["image"]["not_written"] = not_written
 
         # Small graphs for queries that do not start from pixels: text features through the
         # head (text search), and edited concept activations to a latent (concept edits).
@@ -392,6 +426,37 @@ def export_bundle(
     return Path(out_dir).resolve()
 
 
+def _backbone_agreement(parts: ExportParts, decoded: list[Any], bundle_features: np.ndarray,
+                        source: str) -> dict[str, Any]:
+    """The bundle's image features against the backbone's own encode_images on the same decoded
+    images; refuses the export below BACKBONE_MIN_COSINE. The fp32 check above feeds torch and
+    onnxruntime the same (exporter-made) pixels, so only this one sees a backbone whose
+    preprocess_config() disagrees with what its encoder does."""
+    assert parts.reference_encoder is not None
+    own = np.asarray(parts.reference_encoder(decoded), dtype=np.float32)
+    if own.shape != bundle_features.shape:
+        raise BadInputError(
+            f"the backbone's encode_images gave shape {own.shape} for {len(decoded)} images, but the exported image "
+            f"module gives {bundle_features.shape}: torch_modules()['image'] is not the model encode_images runs")
+    cos = cosine_rows(own, bundle_features)
+    worst, mean = float(cos.min()), float(cos.mean())
+    measured: dict[str, Any] = {"min_cosine": worst, "mean_cosine": mean, "n": len(cos),
+                "threshold": BACKBONE_MIN_COSINE,
+                "measured_with": f"the backbone's own encode_images on the {source}, decoded to RGB, against "
+                                 "the runtime's preprocessing and the fp32 image graph"}
+    if worst < BACKBONE_MIN_COSINE:
+        pre = ", ".join(f"{k}={v}" for k, v in parts.preprocess.items())
+        raise BadInputError(
+            f"the exported bundle does not reproduce the backbone: on {len(cos)} {source} its image features agree "
+            f"with the backbone's own encode_images at min cosine {worst:.3f} (mean "
+            f"{mean:.3f}; at least {BACKBONE_MIN_COSINE} is required). The likely cause is "
+            f"preprocessing: the bundle resizes and normalises as the backbone's preprocess_config() says ({pre}), "
+            "and that is not what its encode_images does (check image_size, resize, crop, interpolation, mean and "
+            "std against your transform; docs/plugins.md). Otherwise torch_modules()['image'] is not the module "
+            "encode_images runs. No bundle was written")
+    return measured
+
+
 def _text_parts(model_like: Any, name: str) -> tuple[Any, dict[str, Any]]:
     """(text module or None, tokenizer_info) of a backbone or concept model, checked for the runtime."""
     torch_modules = getattr(model_like, "torch_modules", None)
@@ -454,6 +519,7 @@ def parts_from_model(model: Any) -> ExportParts:
         presence_thresholds=getattr(model, "presence_thresholds", None),
         presence_by_parts=bool(getattr(model, "presence_by_parts", True)),
         text_space=text_space,
+        reference_encoder=lambda images: backbone.encode_images(images, progress=False),
     )
 
 
