@@ -168,6 +168,8 @@ def test_strict_plugins_json_prints_json_with_every_failure_and_fails() -> None:
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert "nonexistent_lib" in rows["broken-plugin"]["error"]
     assert "gamma_lib" in rows["multi-gamma"]["error"]
+    assert rows["multi-gamma"]["module"] == "ceir_multi_plugin.gamma"
+    assert rows["multi-gamma"]["where"].endswith("gamma.py:11")  # the line that raised, for its authors
     assert "register_commands raised" in rows["multi-delta"]["error"]
     assert rows["test-plugin"]["ok"] and rows["multi-beta"]["ok"]
     for name in ("broken-plugin", "multi-gamma", "multi-delta"):
