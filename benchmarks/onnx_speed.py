@@ -1,6 +1,12 @@
-"""ONNX runtime speed and agreement (issue 6 figures); writes benchmarks/results/onnx_speed.json.
+"""ONNX runtime speed and agreement (issues 6 and 24); writes benchmarks/results/onnx_speed.json.
 
     python benchmarks/onnx_speed.py [--quick] [--threads N] [--out PATH]
+
+Paths: torch eager fp32 (the baseline), onnxruntime fp32 / int8, and OpenVINO fp32 / bf16 /
+int8 when openvino is installed (bf16 only where its CPU plugin reports bf16 units). The
+roofline is this machine's matrix-multiply throughput per dtype (the best of torch,
+onnxruntime and OpenVINO on one ViT-B-32 MLP product at the timed batch); each path's share
+of it counts only the model's GEMM work, so it is a lower bound of how busy the matrix units are.
 
 Model: open_clip ViT-B-32 architecture with random weights + a CEIR head (200 concepts,
 VAE encoder 256 -> 128). int8 agreement is measured on a CEIR model fitted on the world
@@ -40,7 +46,93 @@ BARS = {
     "int8_min_cosine": (">=", 0.999),
     "head_overhead": ("<=", 0.03),
     "end_to_end_over_model": (">=", 0.85),
+    # issue 24: the fastest path that agrees with fp32, on a CPU with bf16 matrix units
+    "best_over_torch": (">=", 3.5),
 }
+#: agreement a path needs to be the best path (latent min cosine to onnxruntime fp32), as `ceir tune`
+PATH_MIN_COSINE = 0.999
+#: which roofline each path is measured against
+PATH_DTYPE = {"torch_eager": "fp32", "ort_fp32": "fp32", "ort_int8": "int8", "ort_fp32_spinning": "fp32",
+              "ov_fp32": "fp32", "ov_bf16": "bf16", "ov_int8": "int8"}
+
+
+def _best_gflops(fn: Any, flop: float, seconds: float) -> float:
+    """Peak rate of fn: warm up, then the fastest of the calls made in about ``seconds``."""
+    fn()
+    best, spent = float("inf"), 0.0
+    while spent < seconds:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best, spent = min(best, dt), spent + dt
+    return flop / best / 1e9
+
+
+def roofline(threads: int, m: int, seconds: float) -> dict[str, Any]:
+    """GFLOP/s of one (m x 768) @ (768 x 3072) product (ViT-B-32's MLP at m tokens) per dtype and
+    library; each dtype's roofline is the best library's figure."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, n = 768, 3072
+    flop = 2.0 * m * k * n
+    rng = np.random.default_rng(0)
+    a32, b32 = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(k, n)).astype(np.float32)
+    a8, b8 = rng.integers(0, 255, (m, k), dtype=np.uint8), rng.integers(-127, 127, (k, n), dtype=np.int8)
+    found: dict[str, dict[str, float]] = {"fp32": {}, "bf16": {}, "int8": {}}
+    notes: dict[str, str] = {}
+    torch.set_num_threads(threads)
+    ta, tb = torch.from_numpy(a32), torch.from_numpy(b32)
+    with torch.inference_mode():
+        found["fp32"]["torch.mm"] = _best_gflops(lambda: torch.mm(ta, tb), flop, seconds)
+        ha, hb = ta.bfloat16(), tb.bfloat16()
+        found["bf16"]["torch.mm"] = _best_gflops(lambda: torch.mm(ha, hb), flop, seconds)
+        try:
+            ia, ib = torch.from_numpy(a8.astype(np.int16) - 128).to(torch.int8), torch.from_numpy(b8)
+            found["int8"]["torch._int_mm"] = _best_gflops(lambda: torch._int_mm(ia, ib), flop, seconds)
+        except (AttributeError, RuntimeError) as exc:
+            notes["torch._int_mm"] = f"not available: {type(exc).__name__}: {str(exc)[:120]}"
+
+    tmp = Path(tempfile.mkdtemp(prefix="ceir-roofline-"))
+    try:
+        def graph(name: str, op: str, a_type: int, b: np.ndarray, out_type: int) -> Path:
+            node = helper.make_node(op, ["a", "b"], ["y"])
+            g = helper.make_graph([node], name, [helper.make_tensor_value_info("a", a_type, [m, k])],
+                                  [helper.make_tensor_value_info("y", out_type, [m, n])],
+                                  initializer=[numpy_helper.from_array(b, "b")])
+            model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+            model.ir_version = 9
+            path = tmp / f"{name}.onnx"
+            onnx.save(model, str(path))
+            return path
+
+        fp32_graph = graph("matmul", "MatMul", TensorProto.FLOAT, b32, TensorProto.FLOAT)
+        int8_graph = graph("matmulinteger", "MatMulInteger", TensorProto.UINT8, b8, TensorProto.INT32)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        for dtype, path, x in (("fp32", fp32_graph, a32), ("int8", int8_graph, a8)):
+            sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            op = "MatMul" if dtype == "fp32" else "MatMulInteger"
+            found[dtype][f"onnxruntime {op}"] = _best_gflops(lambda s=sess, x=x: s.run(None, {"a": x}), flop,
+                                                             seconds)
+        try:
+            from ceir_onnx.runtime.backends import OpenVINOGraph, openvino_supports
+
+            for dtype, hint in (("fp32", "f32"), ("bf16", "bf16")):
+                if openvino_supports(dtype):
+                    ov = OpenVINOGraph(fp32_graph, hint=hint, threads=threads)
+                    found[dtype][f"openvino MatMul ({hint})"] = _best_gflops(lambda g=ov: g.run(None, {"a": a32}),
+                                                                             flop, seconds)
+        except Exception as exc:  # openvino absent
+            notes["openvino"] = f"not measured: {type(exc).__name__}: {str(exc)[:120]}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    per_dtype = {dtype: {"gflops": max(libs.values()), "by": max(libs, key=libs.__getitem__),
+                         "all": {lib: round(v, 1) for lib, v in libs.items()}} for dtype, libs in found.items() if libs}
+    return {"shape": f"({m} x {k}) @ ({k} x {n})", "threads": threads, "per_dtype": per_dtype, "notes": notes,
+            "method": f"fastest call in about {seconds} s of calls after a warm-up, per library"}
 
 
 def interleaved(runners: dict[str, Any], rounds: int) -> dict[str, dict[str, Any]]:
@@ -118,6 +210,33 @@ def kernel_profile(torch_fn: Any, session: Any, pixels: np.ndarray) -> dict[str,
     }
 
 
+def openvino_paths(bundle: Path, threads: int, batch: int, paths: dict[str, Any]) -> dict[str, Any]:
+    """Add OpenVINO's fp32, bf16 (where the CPU has bf16 units) and int8 runtimes to ``paths``."""
+    try:
+        from ceir_onnx.runtime import Runtime
+        from ceir_onnx.runtime.backends import installed_backends, openvino_capabilities, openvino_supports
+
+        version = installed_backends().get("openvino")
+        if version is None:
+            return {"status": "not installed: its paths were not timed"}
+        for precision in ("fp32", "bf16", "int8"):
+            if openvino_supports(precision):
+                paths[f"ov_{precision}"] = Runtime(bundle, backend="openvino", precision=precision, threads=threads,
+                                                   batch_size=batch)
+        return {"status": "ok", "version": version, "cpu_capabilities": openvino_capabilities(),
+                "sessions": "INFERENCE_PRECISION_HINT f32 (fp32, int8) or bf16 (backbone only; the concept head "
+                            "and latent encoder run the bundle's fp32 head graph), PERFORMANCE_HINT LATENCY, "
+                            "NUM_STREAMS 1, INFERENCE_NUM_THREADS = threads"}
+    except Exception as exc:
+        return {"status": f"failed: {type(exc).__name__}: {exc}"}
+
+
+def roof_cpu_features() -> list[str]:
+    from ceir_onnx.runtime.cpuinfo import cpu_info
+
+    return list(cpu_info()["cpu_features"])
+
+
 def write_jpegs(folder: Path, n: int) -> list[Path]:
     """Photo-like JPEGs of ImageNet-like sizes, 256x256 up to 500x375."""
     from ceir_onnx.export import synthetic_images
@@ -178,7 +297,39 @@ def world_int8(tmp: Path, n_train: int, n_test: int) -> dict[str, Any]:
         "image_features_min_cosine": a["image_features"]["min_cosine"],
         "value": min(a["latent"]["min_cosine"], a["concepts"]["min_cosine"]),
         "keeping_more_in_float": float_share_sweep(out, list(test)),
+        "openvino": world_openvino(out, list(test)),
     }
+
+
+def world_openvino(bundle: Path, images: list[Any]) -> dict[str, Any]:
+    """The world model's agreement on OpenVINO: each precision the runtime offers (bf16 with the
+    concept head in fp32) and, for comparison, the whole image graph in bf16 (head included)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        return {"status": "not measured", "reason": f"openvino not installed ({exc})"}
+    from ceir_onnx.runtime import Runtime
+    from ceir_onnx.runtime.backends import OpenVINOGraph, openvino_supports
+    from ceir_onnx.variants import agreement
+
+    ref_rt = Runtime(bundle, backend="onnxruntime", precision="fp32", verify=False)
+    pixels = ref_rt.preprocess(images)
+    ref = ref_rt.run_pixels(pixels)
+    ref_out = [ref.concepts, ref.latent, ref.image_features]
+    names = ["concepts", "latent", "image_features"]
+    rows: dict[str, Any] = {}
+    for precision in ("fp32", "bf16", "int8"):
+        if not openvino_supports(precision):
+            rows[f"openvino {precision}"] = "not supported on this CPU"
+            continue
+        out = Runtime(bundle, backend="openvino", precision=precision, verify=False).run_pixels(pixels)
+        rows[f"openvino {precision}"] = agreement(ref_out, [out.concepts, out.latent, out.image_features], names)
+    if openvino_supports("bf16"):
+        whole = OpenVINOGraph(bundle / "image.onnx", hint="bf16")
+        parts = [whole.run(None, {"pixels": pixels[i : i + 32]}) for i in range(0, len(pixels), 32)]
+        rows["openvino bf16, whole graph (head in bf16 too; not offered)"] = agreement(
+            ref_out, [np.concatenate([p[j] for p in parts]) for j in range(3)], names)
+    return {"status": "ok", "against": "onnxruntime fp32 on the same images", "paths": rows}
 
 
 def float_share_sweep(bundle: Path, images: list[Any]) -> list[dict[str, Any]]:
@@ -224,13 +375,13 @@ def main() -> None:
     parser.add_argument("--world-int8-only", action="store_true",
                         help="re-measure only int8_world_model (e.g. after retraining the world CLIP) and update it "
                              "in the existing result; the speed figures are left as they are")
+    parser.add_argument("--no-world", action="store_true",
+                        help="skip the world-model agreement part (a smoke test of the speed part)")
     args = parser.parse_args()
     import torch
     from _results import result_path, write_result
 
     if args.world_int8_only:
-        import json
-
         path = result_path("onnx_speed", args.quick, args.out)
         results = json.loads(path.read_text())
         tmp = Path(tempfile.mkdtemp(prefix="ceir-onnx-world-"))
@@ -247,6 +398,7 @@ def main() -> None:
     from ceir_onnx.benchmarking import open_clip_parts
     from ceir_onnx.export import _image_graph_module, export_bundle
     from ceir_onnx.runtime import Runtime
+    from ceir_onnx.variants import cosine_rows
 
     batch, rounds, n_jpeg, world_sizes = (8, 3, 16, (512, 64)) if args.quick else (32, 7, 64, (5000, 512))
     batch = args.batch_size or batch
@@ -270,18 +422,41 @@ def main() -> None:
             graph(x)
 
     def runtime(precision: str, n_threads: int, spinning: bool = False) -> Any:
-        return Runtime(bundle, providers="cpu", precision=precision, threads=n_threads, batch_size=batch,
-                       spinning=spinning)
+        return Runtime(bundle, backend="onnxruntime", providers="cpu", precision=precision, threads=n_threads,
+                       batch_size=batch, spinning=spinning)
 
+    print("roofline: matrix products per dtype", flush=True)
+    roof = roofline(threads, batch * 50, 0.5 if args.quick else 2.0)
     fp32, int8 = runtime("fp32", threads), runtime("int8", threads)
     fp32_spin = runtime("fp32", threads, spinning=True)  # onnxruntime's default thread pool
-    print(f"timing torch / ort fp32 / ort int8 at {threads} threads, batch {batch}, {rounds} rounds", flush=True)
-    main_t = interleaved({"torch_eager": torch_run, "ort_fp32": lambda: fp32.run_pixels(pixels),
-                          "ort_int8": lambda: int8.run_pixels(pixels),
-                          "ort_fp32_spinning": lambda: fp32_spin.run_pixels(pixels)}, rounds)
+    paths: dict[str, Any] = {"ort_fp32": fp32, "ort_int8": int8, "ort_fp32_spinning": fp32_spin}
+    ov_note = openvino_paths(bundle, threads, batch, paths)
+    runners = {"torch_eager": torch_run, **{name: (lambda r=rt: r.run_pixels(pixels)) for name, rt in paths.items()}}
+    print(f"timing {', '.join(runners)} at {threads} threads, batch {batch}, {rounds} rounds", flush=True)
+    main_t = interleaved(runners, rounds)
     main_r = rates(main_t, batch)
-    speedups = {name: paired_speedup(main_t, "torch_eager", name)
-                for name in ("ort_fp32", "ort_int8", "ort_fp32_spinning")}
+    speedups = {name: paired_speedup(main_t, "torch_eager", name) for name in paths}
+    ref_out = fp32.run_pixels(pixels)
+    path_table = {}
+    for name, rt in paths.items():
+        out = rt.run_pixels(pixels)
+        dtype = PATH_DTYPE[name]
+        roof_gflops = roof["per_dtype"].get(dtype, {}).get("gflops")
+        path_table[name] = {
+            "backend": rt.backend, "precision": rt.precision, "images_per_s": main_r[name],
+            "over_torch": speedups[name]["median_of_rounds"], "roofline_dtype": dtype,
+            "roofline_share": None if not roof_gflops else GEMM_GFLOP_PER_IMAGE * main_r[name] / roof_gflops,
+            "latent_min_cosine_to_ort_fp32": float(cosine_rows(ref_out.latent, out.latent).min()),
+            "concepts_min_cosine_to_ort_fp32": float(cosine_rows(ref_out.concepts, out.concepts).min()),
+        }
+    roof_fp32 = roof["per_dtype"]["fp32"]["gflops"]
+    path_table["torch_eager"] = {"backend": "torch", "precision": "fp32", "images_per_s": main_r["torch_eager"],
+                                 "over_torch": 1.0, "roofline_dtype": "fp32",
+                                 "roofline_share": GEMM_GFLOP_PER_IMAGE * main_r["torch_eager"] / roof_fp32,
+                                 "latent_min_cosine_to_ort_fp32": None, "concepts_min_cosine_to_ort_fp32": None}
+    eligible = {n: row for n, row in path_table.items() if n in paths and n != "ort_fp32_spinning"
+                and row["latent_min_cosine_to_ort_fp32"] >= PATH_MIN_COSINE}
+    best_path = max(eligible, key=lambda n: eligible[n]["images_per_s"])
 
     # One thread each: the kernels alone, without thread-pool behaviour under load.
     torch.set_num_threads(1)
@@ -304,23 +479,29 @@ def main() -> None:
     # End to end: JPEG files on disk, decoding overlapped with inference.
     folder = tmp / "jpegs"
     folder.mkdir()
-    paths = write_jpegs(folder, n_jpeg)
-    decoded = fp32.preprocess(paths)
+    jpegs = write_jpegs(folder, n_jpeg)
+    decoded = fp32.preprocess(jpegs)
     print(f"timing {n_jpeg} JPEGs end to end against pre-decoded pixels", flush=True)
+    best_rt = paths[best_path]
     e2e_t = interleaved({"jpeg_model_only_fp32": lambda: fp32.run_pixels(decoded),
-                         "jpeg_end_to_end_fp32": lambda: fp32.embed(paths)}, rounds)
+                         "jpeg_end_to_end_fp32": lambda: fp32.embed(jpegs),
+                         f"jpeg_model_only_{best_path}": lambda: best_rt.run_pixels(decoded),
+                         f"jpeg_end_to_end_{best_path}": lambda: best_rt.embed(jpegs)}, rounds)
     e2e_r = rates(e2e_t, n_jpeg)
     e2e_speedup = paired_speedup(e2e_t, "jpeg_model_only_fp32", "jpeg_end_to_end_fp32")
+    e2e_best = paired_speedup(e2e_t, f"jpeg_model_only_{best_path}", f"jpeg_end_to_end_{best_path}")
 
     print("int8 agreement on the world model", flush=True)
-    world = world_int8(tmp, *world_sizes)
+    world = {"status": "not measured", "reason": "--no-world"} if args.no_world else world_int8(tmp, *world_sizes)
     figures: dict[str, Any] = {
         "ort_fp32_over_torch": speedups["ort_fp32"]["median_of_rounds"],
         "ort_int8_over_torch": speedups["ort_int8"]["median_of_rounds"],
         "int8_min_cosine": world.get("value"),
         "head_overhead": head_overhead,
         "end_to_end_over_model": e2e_speedup["median_of_rounds"],
+        "best_over_torch": path_table[best_path]["over_torch"],
     }
+    bf16_units = any(f in roof_cpu_features() for f in ("amx_bf16", "avx512_bf16"))
     manifest = json.loads((bundle / "manifest.json").read_text())
     results = {
         "benchmark": "onnx_speed",
@@ -338,6 +519,7 @@ def main() -> None:
         "rounds": rounds,
         "export_seconds": round(export_s, 1),
         "images_per_s": {**main_r, "ort_head_only": rates(head_t, batch)["ort_head"], **e2e_r},
+        "end_to_end_over_model_best_path": e2e_best["median_of_rounds"],
         "speedup_over_torch": speedups,
         "end_to_end_over_model": e2e_speedup,
         "one_thread": {
@@ -371,11 +553,21 @@ def main() -> None:
         "int8_kept_float_random_weights": manifest["graphs"]["image"]["variants"]["int8"]["kept_float"][
             "backbone_weight_matmuls"],
         "int8_world_model": world,
+        "roofline": roof,
+        "paths": path_table,
+        "best_path": best_path,
+        "best_path_rule": f"the fastest path (not the spinning variant) whose latent min cosine to onnxruntime fp32 "
+                          f"is >= {PATH_MIN_COSINE}, as `ceir tune` chooses",
+        "best_over_torch": path_table[best_path]["over_torch"],
+        "best_end_to_end_over_model": e2e_best,
+        "openvino": ov_note,
         "figures": {},
     }
     for name, value in figures.items():
         op, bar = BARS[name]
         met = None if value is None else (value >= bar if op == ">=" else value <= bar)
+        if name == "best_over_torch" and not bf16_units:
+            met = None  # the bar is for CPUs with bf16 matrix units; elsewhere the figure is reported only
         results["figures"][name] = {"value": None if value is None else float(f"{float(value):.4g}"),
                                     "bar": f"{op} {bar}", "met": met}
     args.out = result_path("onnx_speed", args.quick, args.out)
