@@ -275,8 +275,8 @@ def export_bundle(
         )
     if parts.text_space not in TEXT_SPACES:
         raise BadInputError(f"text_space must be one of {', '.join(TEXT_SPACES)}; got {parts.text_space!r}")
-    check_preprocess_config(parts.preprocess, where="the backbone's preprocess_config()")
-    pre = PreprocessConfig.from_dict(parts.preprocess, strict=True)
+    pre = PreprocessConfig.from_dict(parts.preprocess, strict=True)  # the keys the runtime needs and takes
+    check_preprocess_config(parts.preprocess, where="the backbone's preprocess_config()")  # and their values
     size = pre.image_size
     vocab = Path(parts.tokenizer_info.get("vocab_file", ""))
     if parts.text_module is not None and not vocab.is_file():
@@ -434,11 +434,20 @@ def _backbone_agreement(parts: ExportParts, decoded: list[Any], bundle_features:
     onnxruntime the same (exporter-made) pixels, so only this one sees a backbone whose
     preprocess_config() disagrees with what its encoder does."""
     assert parts.reference_encoder is not None
-    own = np.asarray(parts.reference_encoder(decoded), dtype=np.float32)
-    if own.shape != bundle_features.shape:
-        raise BadInputError(
-            f"the backbone's encode_images gave shape {own.shape} for {len(decoded)} images, but the exported image "
-            f"module gives {bundle_features.shape}: torch_modules()['image'] is not the model encode_images runs")
+    # One call per image size: a backbone that stacks its input into one array (N, H, W, 3) can
+    # take each group as it comes, and every backbone sees real images, not the exporter's pixels.
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(decoded):
+        by_size.setdefault(image.size, []).append(i)
+    own = np.zeros((len(decoded), bundle_features.shape[1]), np.float32)
+    for rows in by_size.values():
+        got = np.asarray(parts.reference_encoder([decoded[i] for i in rows]), dtype=np.float32)
+        if got.shape != (len(rows), bundle_features.shape[1]):
+            raise BadInputError(
+                f"the backbone's encode_images gave shape {got.shape} for {len(rows)} images, but the exported "
+                f"image module gives {bundle_features.shape[1]} features per image: torch_modules()['image'] is "
+                "not the model encode_images runs")
+        own[rows] = got
     cos = cosine_rows(own, bundle_features)
     worst, mean = float(cos.min()), float(cos.mean())
     measured: dict[str, Any] = {"min_cosine": worst, "mean_cosine": mean, "n": len(cos),
