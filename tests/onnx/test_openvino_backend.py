@@ -109,3 +109,30 @@ def test_without_openvino_the_backend_is_a_clear_error_and_auto_uses_onnxruntime
                                Runtime(bundle, backend="onnxruntime", precision="fp32").run_pixels(pixels).latent)
     measured = tune(bundle, timer=lambda label, run: 1.0)
     assert {m.backend for m in measured.measurements} == {"onnxruntime"}
+
+
+def test_index_cli_takes_backend_beside_precision(bundle: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from ceir_sdk.cli.main import build
+    from ceir_sdk.index import ConceptIndex
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, image in enumerate(photo_like(5, seed=8)):
+        Image.fromarray(np.asarray(image)).save(folder / f"{i}.png")
+    precision = "bf16" if "BF16" in openvino_capabilities() else "fp32"
+    cli, runner, ix = build(), CliRunner(), str(tmp_path / "ix")
+    result = runner.invoke(cli, ["index", "build", ix, str(folder), "--model", str(bundle), "--backend", "openvino",
+                                 "--precision", precision])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    stored = ConceptIndex.load(ix).vectors_of(np.arange(5))
+    files = sorted(folder.iterdir())
+    ov = Runtime(bundle, backend="openvino", precision=precision).embed(files)
+    np.testing.assert_allclose(stored, ov, atol=1e-5)  # the OpenVINO session made the index
+    result = runner.invoke(cli, ["index", "search", ix, "--image", str(files[0]), "-k", "2", "--backend", "openvino"])
+    assert result.exit_code == 0 and "1." in result.output, result.output + repr(result.exception)
+    result = runner.invoke(cli, ["index", "search", ix, "--image", str(files[0]), "--backend", "tensorflow"])
+    assert result.exit_code != 0 and "tensorflow" in result.output
+    assert runner.invoke(cli, ["tune", "--help"]).exit_code == 0
