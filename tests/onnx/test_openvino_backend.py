@@ -136,3 +136,24 @@ def test_index_cli_takes_backend_beside_precision(bundle: Path, tmp_path: Path) 
     result = runner.invoke(cli, ["index", "search", ix, "--image", str(files[0]), "--backend", "tensorflow"])
     assert result.exit_code != 0 and "tensorflow" in result.output
     assert runner.invoke(cli, ["tune", "--help"]).exit_code == 0
+
+
+def test_one_openvino_runtime_serves_many_threads(bundle: Path, pixels: np.ndarray) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rt = Runtime(bundle, backend="openvino", precision="fp32", batch_size=2)
+    alone = [rt.run_pixels(pixels[i : i + 3]).latent for i in range(0, len(pixels), 3)]
+    # each thread gets its own infer request: one request's outputs are overwritten by its next call
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda i: rt.run_pixels(pixels[i : i + 3]).latent, range(0, len(pixels), 3)))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_serve_loads_the_backend_it_is_given(bundle: Path) -> None:
+    pytest.importorskip("ceir_serve")
+    from ceir_serve.engine import load_runtime
+    from ceir_serve.settings import ServeSettings
+
+    rt = load_runtime(bundle, ServeSettings(backend="openvino", precision="fp32", providers="cpu"))
+    assert rt.backend == "openvino" and rt.describe()["chosen_by"] == "given"
