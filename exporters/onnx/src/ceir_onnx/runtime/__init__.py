@@ -1,7 +1,9 @@
-"""Run an exported CEIR bundle with onnxruntime: no torch, open_clip or training code.
+"""Run an exported CEIR bundle with onnxruntime or OpenVINO: no torch, open_clip or training code.
 
     from ceir_onnx.runtime import Runtime
     rt = Runtime("bundle/", providers="auto", precision="fp32", threads=4, batch_size=32)
+    rt = Runtime("bundle/")          # backend/precision "auto": the `ceir tune` choice for this machine
+    print(rt.describe()["summary"])  # what runs and why
     latents = rt.embed("photos/")                    # (N, L) latent means
     for batch in rt.embed_batches("photos/"):       # a batch at a time: batch.latent, batch.kept
         ...
@@ -11,7 +13,8 @@
     index = rt.index("photos/")                      # exact search over latents
     scores, rows = rt.search(index, "query.jpg", k=5)
 
-The class is in :mod:`ceir_onnx.runtime.runtime`; its parts in ``sessions``, ``images`` and ``text``.
+The class is in :mod:`ceir_onnx.runtime.runtime`; its parts in ``sessions``, ``images`` and ``text``;
+the backends in ``backends``, and choosing one by measurement in ``tune``.
 """
 
 from ceir_onnx.runtime.images import Embeddings
