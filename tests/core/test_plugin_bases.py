@@ -190,3 +190,39 @@ def test_concept_source_base_refuses_a_bad_answer() -> None:
 
     with pytest.raises(PluginError, match=r"concept source 'bad'.*list of phrases"):
         Bad().generate(["cat"], progress=False)
+
+
+class Bare:
+    """A backbone with the required members only (no encode): what BackboneBase spares an author."""
+
+    name = "bare"
+    embed_dim = 3
+
+    def encode_images(self, images: Any, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        from ceir_sdk.data import as_dataset
+
+        return np.stack([np.asarray(item.image, np.float32).mean(axis=(0, 1)) + 1.0 for item in as_dataset(images)])
+
+    def encode_texts(self, texts: Any) -> np.ndarray:
+        return np.eye(3, dtype=np.float32)[[len(t) % 3 for t in texts]] + 0.1
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+def test_max_pixels_is_refused_not_ignored_for_a_backbone_without_encode(tmp_path: Path, first_party_host: Any) -> None:
+    """Issue 23: without encode, --max-pixels was silently ignored; now the user hears why, and the
+    author how to get encode (BackboneBase)."""
+    from ceir_sdk.index.encoder import ModelEncoder
+    from ceir_sdk.model import CEIRModel
+
+    folder = _folder(tmp_path)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (8, 8, 3), dtype=np.uint8) for _ in range(40)]
+    model = CEIRModel(Bare(), latent="pca", latent_options={"latent_dim": 2}).fit(
+        images, ["a", "bb", "ccc", "dddd", "eeeee"], progress=False)
+    encoder = ModelEncoder(model)
+    with pytest.raises(BadInputError, match=r"'bare' cannot apply max_pixels.*BackboneBase"):
+        encoder.encode_image_files([str(folder / "huge.png")], max_pixels=1000)
+    with pytest.raises(BadInputError, match=r"cannot skip unreadable images.*BackboneBase"):
+        encoder.encode_image_files([str(folder / "0.png")], on_error="skip")
