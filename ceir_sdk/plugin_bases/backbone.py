@@ -45,7 +45,10 @@ BASE_OPTIONS = ("batch_size", "num_workers", "cache", "on_error", "max_pixels", 
 def _checked_preprocess(method: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
     @functools.wraps(method)
     def preprocess_config(self: Any) -> dict[str, Any]:
-        return check_preprocess_config(method(self), where=f"backbone {self.name!r}: preprocess_config()")
+        cfg = method(self)
+        if not self.preprocess_checked:
+            return cfg
+        return check_preprocess_config(cfg, where=f"backbone {self.name!r}: preprocess_config()")
 
     preprocess_config.__ceir_checked__ = True  # type: ignore[attr-defined]
     return preprocess_config
@@ -68,6 +71,10 @@ class BackboneBase:
     #: whether features are cached on disk by default (cache=None); the cache key is the backbone's
     #: spec(), so turn it on only when spec() names everything that decides the weights
     cache_by_default: bool = False
+    #: whether every preprocess_config() call is checked (a value the ONNX runtime cannot follow is
+    #: refused where it is declared). False only for preprocessing that comes from elsewhere and is
+    #: valid in torch where the runtime cannot follow it (open_clip's own configs); export checks anyway
+    preprocess_checked: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

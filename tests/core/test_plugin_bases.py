@@ -226,3 +226,10 @@ def test_max_pixels_is_refused_not_ignored_for_a_backbone_without_encode(tmp_pat
         encoder.encode_image_files([str(folder / "huge.png")], max_pixels=1000)
     with pytest.raises(BadInputError, match=r"cannot skip unreadable images.*BackboneBase"):
         encoder.encode_image_files([str(folder / "0.png")], on_error="skip")
+
+
+def test_a_backbone_can_leave_the_check_of_derived_preprocessing_to_export() -> None:
+    class Derived(MeanColour):
+        preprocess_checked = False
+
+    assert Derived(preprocess={"image_size": 8, "fill_color": 255}).preprocess_config()["fill_color"] == 255

@@ -62,6 +62,9 @@ class OpenClipBackbone(BackboneBase):
 
     #: features are cached under ~/.cache/ceir/features unless cache=False (spec() names the weights)
     cache_by_default = True
+    #: preprocess_config() describes open_clip's own transform, which torch runs whatever its values;
+    #: one the ONNX runtime cannot follow (a non-zero fill_color) is refused at export, not at fit
+    preprocess_checked = False
 
     def __init__(
         self,
