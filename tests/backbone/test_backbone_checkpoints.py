@@ -81,13 +81,13 @@ def test_ceir_world_path_with_stand_in_weights(
     model, state = _trained_like_state(world_model.WORLD_MODEL_NAME, seed=7)
     stand_in = tmp_path / "ceir-world.safetensors"
     save_file(state, str(stand_in))
-    monkeypatch.setattr(world_model, "checkpoint_path", lambda: stand_in)
+    monkeypatch.setattr(world_model, "checkpoint_path", lambda name=None: stand_in)
     bb = get_backbone("open-clip:ceir-world", cache=False, device="cpu")
     assert bb.spec()["kind"] == "world" and bb.embed_dim == 128
     with torch.no_grad():
         expected = model.encode_text(bb.tokenizer(["a zebra"])).numpy()
     np.testing.assert_allclose(bb.encode_texts(["a zebra"]), expected, rtol=1e-4, atol=1e-5)
-    monkeypatch.setattr(world_model, "checkpoint_path", lambda: tmp_path / "missing.safetensors")
+    monkeypatch.setattr(world_model, "checkpoint_path", lambda name=None: tmp_path / "missing.safetensors")
     with pytest.raises(CeirError, match=r"ceir-world checkpoint .* is missing"):
         get_backbone("open-clip:ceir-world")
 
