@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ceir demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check $(wildcard ceir_sdk plugins exporters tests benchmarks scripts)
+	$(VENV)/bin/ruff check $(wildcard ceir_sdk plugins exporters examples tests benchmarks scripts)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
