@@ -78,8 +78,11 @@ def test_cli_bundle_has_all_graphs(fitted: dict[str, Any]) -> None:
     assert set(manifest["graphs"]["image"]["variants"]) == {"fp32", "int8"}
     assert manifest["n_concepts"] == len(fitted["model"].concepts) >= len(CONCEPTS) // 2
     lines = fitted["cli_output"].splitlines()
-    assert lines[0].startswith("wrote") and len(lines) == 3  # a line per image-graph variant, no JSON dump
+    # a line per image-graph variant and one for the agreement with the backbone itself, no JSON dump
+    assert lines[0].startswith("wrote") and len(lines) == 4
     assert "fp32:" in lines[1] and "latent min cosine to torch" in lines[1] and "int8:" in lines[2]
+    to_backbone = manifest["graphs"]["image"]["agreement_to_backbone"]
+    assert "backbone's own encode_images" in lines[3] and f"{to_backbone['min_cosine']:.6f}" in lines[3]
 
 
 def test_runtime_matches_the_torch_model(fitted: dict[str, Any]) -> None:

@@ -52,6 +52,13 @@ def onnx_command(
         if variant.get("target_met") is False:
             line += f" (BELOW the target {variant.get('target_min_cosine')})"
         click.echo(line)
+    image = manifest["graphs"]["image"]
+    to_backbone = image.get("agreement_to_backbone")
+    if to_backbone:  # the bundle against the backbone's own encode_images (preprocessing included)
+        click.echo(f"  image features vs the backbone's own encode_images on {to_backbone.get('n', '?')} images: "
+                   f"min cosine {to_backbone['min_cosine']:.6f}")
+    for name, why in (image.get("not_written") or {}).items():
+        click.echo(f"  {name}: not written ({why})")
     if not quiet:
         click.echo(f"details: {out / 'manifest.json'}")
 
