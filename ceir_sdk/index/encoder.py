@@ -60,14 +60,9 @@ class ModelEncoder:
         """Like encode_images for files, with the data layer's policy for unreadable ones."""
         encode = getattr(self.model.backbone, "encode", None)
         if encode is None:  # a backbone with only the required members: no skip reports, no pixel limit
-            name = self.model.backbone.name
-            how = "its plugin can subclass ceir_sdk.BackboneBase to get one, see docs/plugins.md"
-            if on_error != "fail":
-                raise BadInputError(f"backbone {name!r} cannot skip unreadable images (it has no encode(); {how}); "
-                                    "remove them, or leave out --on-error skip")
-            if max_pixels is not None:
-                raise BadInputError(f"backbone {name!r} cannot apply max_pixels (it has no encode(); {how}); "
-                                    "leave out --max-pixels, or check the images' sizes yourself")
+            from ceir_sdk.plugin_bases.backbone import refuse_policies_without_encode
+
+            refuse_policies_without_encode(self.model.backbone, on_error=on_error, max_pixels=max_pixels)
             z, lat = self.encode_images(list(paths))
             return z, lat, list(range(len(paths))), []
         limit = {} if max_pixels is None else {"max_pixels": max_pixels}

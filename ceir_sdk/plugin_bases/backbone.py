@@ -42,6 +42,21 @@ if TYPE_CHECKING:  # numpy is imported where arrays are made: `import ceir_sdk` 
 BASE_OPTIONS = ("batch_size", "num_workers", "cache", "on_error", "max_pixels", "background")
 
 
+def refuse_policies_without_encode(backbone: Any, *, on_error: str = "fail", max_pixels: int | None = None) -> None:
+    """A backbone with only the contract's required members (no ``encode``) cannot skip
+    unreadable images or apply a pixel limit: asked for either, say so instead of ignoring it."""
+    if callable(getattr(backbone, "encode", None)):
+        return
+    name = getattr(backbone, "name", type(backbone).__name__)
+    how = "its plugin can subclass ceir_sdk.BackboneBase to get one, see docs/plugins.md"
+    if on_error != "fail":
+        raise BadInputError(f"backbone {name!r} cannot skip unreadable images (it has no encode(); {how}); "
+                            "remove them, or leave out --on-error skip")
+    if max_pixels is not None:
+        raise BadInputError(f"backbone {name!r} cannot apply max_pixels (it has no encode(); {how}); "
+                            "leave out --max-pixels, or check the images' sizes yourself")
+
+
 def _checked_preprocess(method: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
     @functools.wraps(method)
     def preprocess_config(self: Any) -> dict[str, Any]:

@@ -153,3 +153,20 @@ def test_skipping_unreadable_files_needs_a_backbone_with_encode(images_and_conce
                                                                                          progress=False)
     with pytest.raises(BadInputError, match=r"'tiny:test' cannot skip unreadable images \(it has no encode"):
         ModelEncoder(model).encode_image_files([str(tmp_path / "a.png")], on_error="skip")
+
+
+def test_cli_features_refuse_skip_and_pixel_limit_without_encode(tmp_path: Any) -> None:
+    """`ceir fit/encode/...` on image files with a backbone lacking encode(): --on-error skip and
+    --max-pixels are refused by name, not silently ignored (issue 23)."""
+    import click
+
+    from ceir_sdk.cli.model_cmd import _features, _Inputs
+    from ceir_sdk.errors import BadInputError
+
+    files = [str(tmp_path / "a.png")]
+    with click.Context(click.Command("fit")) as ctx:
+        with pytest.raises(BadInputError, match=r"'tiny:test' cannot skip unreadable images.*BackboneBase"):
+            _features(TinyBackbone(), _Inputs(images=files), "skip", progress=False)
+        ctx.meta["max_pixels"] = 1000
+        with pytest.raises(BadInputError, match=r"'tiny:test' cannot apply max_pixels.*--max-pixels"):
+            _features(TinyBackbone(), _Inputs(images=files), "fail", progress=False)
