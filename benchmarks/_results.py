@@ -24,26 +24,12 @@ def result_path(name: str, quick: bool, out: str | Path | None = None) -> Path:
     return (RESULTS / "quick" if quick else RESULTS) / f"{name}.json"
 
 
-# Vector features that decide which kernels numpy, torch, onnxruntime and faiss can use.
-_FEATURE_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
-                  "amx_int8", "amx_tile", "neon", "asimd", "sve")
-
-
 def machine_info() -> dict[str, Any]:
     """The CPU model and its vector features: figures are comparable only on the same CPU."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "Model", "cpu model") and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key in ("flags", "Features"):
-                flags.update(value.split())
-    except OSError:
-        pass
-    return {"cpu_model": model, "cpu_features": [f for f in _FEATURE_FLAGS if f in flags],
-            "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    from ceir_sdk.machine import read_cpu_info
+
+    return {**read_cpu_info(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
 
 
 def write_result(path: Path, result: Any) -> None:

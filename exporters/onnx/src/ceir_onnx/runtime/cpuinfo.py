@@ -1,50 +1,7 @@
-"""The CPU model and the vector features that decide which kernels a backend can use.
-
-A tuning choice (``ceir tune``) is valid only on the CPU it was measured on: the same bundle
-runs fastest in bf16 on a CPU with AMX and in int8 on one without. benchmarks/_results.py
-records the same two things for its figures; the runtime keeps its own copy so that it
-never imports the benchmarks.
-"""
+"""The CPU model and vector features a tuning record is keyed by: :mod:`ceir_sdk.machine`."""
 
 from __future__ import annotations
 
-import os
-import platform
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from ceir_sdk.machine import FEATURE_FLAGS, cpu_info, read_cpu_info
 
-#: features that change which kernels onnxruntime and OpenVINO pick (matrix units, dot products)
-FEATURE_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
-                 "amx_bf16", "amx_int8", "amx_fp16", "amx_tile", "neon", "asimd", "sve", "bf16", "i8mm")
-
-
-def read_cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
-    """``{"cpu_model", "cpu_features"}`` from /proc/cpuinfo (or the given text); on systems
-    without it, the platform's processor name and no features."""
-    model, flags = "", set()
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("model name", "Model", "cpu model") and not model:
-            model = value.strip()
-        elif key in ("flags", "Features"):
-            flags.update(value.split())
-    return {"cpu_model": model or platform.processor() or platform.machine(),
-            "cpu_features": [f for f in FEATURE_FLAGS if f in flags]}
-
-
-@lru_cache(maxsize=1)
-def cpu_info() -> dict[str, Any]:
-    """This machine's CPU model and features (read once per process), and its usable cores."""
-    info = read_cpu_info()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return {**info, "usable_cores": cores}
+__all__ = ["FEATURE_FLAGS", "cpu_info", "read_cpu_info"]
