@@ -3,7 +3,7 @@
 A tuning choice (``ceir tune``) is valid only on the CPU it was measured on: the same bundle
 runs fastest in bf16 on a CPU with AMX and in int8 on one without; and a benchmark's figures
 compare only on the same CPU. One reader for both: the ONNX runtime's tuning record
-(ceir_onnx.runtime.tune) and every benchmark result (benchmarks/_results.py, ``machine``).
+(the ONNX exporter's `ceir tune`) and every benchmark result (benchmarks/_results.py, ``machine``).
 Standard library only, so the torch-free deploy path can import it.
 """
 
