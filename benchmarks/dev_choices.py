@@ -44,7 +44,7 @@ def run(domain: str, n_fit: int, n_dev: int, seeds: list[int], concept_model_nam
     concept_model = get_backbone(concept_model_name)
     # One draw of training-split rows, cut in two: what the model fits on, and the development rows.
     x, y, _ = _world_features(backbone, world, "train", n_fit + n_dev)
-    c, _, _ = _world_features(concept_model, world, "train", n_fit + n_dev)
+    c, _, _ = _world_features(concept_model, world, "train", n_fit)  # the fit rows only: targets
     fit_x, dev_x, dev_y = x[:n_fit], x[n_fit:], y[n_fit:]
     k = world.num_classes
     common = {"k": k, "backbone": backbone, "seeds": seeds, "concept_template": WORLD_CONCEPT_TEMPLATES}
@@ -54,7 +54,7 @@ def run(domain: str, n_fit: int, n_dev: int, seeds: list[int], concept_model_nam
         "transductive": {"train_features": x, "concepts": full},
         "atomic_concepts": {"train_features": fit_x, "concepts": oracle_concepts(world, descriptive=False)},
         "separate_concept_model": {"train_features": fit_x, "concepts": full, "concept_model": concept_model,
-                                   "train_concept_features": c[:n_fit]},
+                                   "train_concept_features": c},
     }
     out: dict[str, Any] = {"n_fit": n_fit, "n_dev": n_dev, "k": k, "seeds": seeds,
                            "concept_model": concept_model_name}

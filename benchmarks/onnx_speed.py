@@ -232,7 +232,7 @@ def openvino_paths(bundle: Path, threads: int, batch: int, paths: dict[str, Any]
 
 
 def roof_cpu_features() -> list[str]:
-    from ceir_onnx.runtime.cpuinfo import cpu_info
+    from ceir_sdk.machine import cpu_info
 
     return list(cpu_info()["cpu_features"])
 

@@ -88,13 +88,13 @@ def _features(model_or_backbone: Any, inp: _Inputs, on_error: str, progress: boo
     backbone = model_or_backbone
     encode = getattr(backbone, "encode", None)
     max_pixels = click.get_current_context().meta.get("max_pixels")
-    if not isinstance(inp.images, np.ndarray):
+    from_files = not isinstance(inp.images, np.ndarray)  # arrays need no decoding policy
+    if from_files and not callable(encode):
         from ceir_sdk.plugin_bases.backbone import refuse_policies_without_encode
 
         # a backbone without encode() would silently ignore --on-error skip and --max-pixels
-        refuse_policies_without_encode(backbone, on_error=on_error,
-                                       max_pixels=max_pixels)
-    if callable(encode) and not isinstance(inp.images, np.ndarray):
+        refuse_policies_without_encode(backbone, on_error=on_error, max_pixels=max_pixels)
+    elif from_files and callable(encode):
         options = {} if max_pixels is None else {"max_pixels": max_pixels}
         from ceir_sdk.cli.logs import reported_here
 

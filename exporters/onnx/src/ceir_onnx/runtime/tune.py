@@ -32,8 +32,8 @@ from ceir_onnx.runtime.backends import (
     installed_backends,
     openvino_supports,
 )
-from ceir_onnx.runtime.cpuinfo import cpu_info
 from ceir_sdk.errors import BadInputError
+from ceir_sdk.machine import cpu_info
 
 _log = logging.getLogger("ceir_onnx.runtime")
 
