@@ -83,3 +83,32 @@ def test_modules_that_need_no_torch_import_none() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_an_openvino_only_deployment_runs_without_onnxruntime(bundle: Path, tmp_path: Path) -> None:
+    """With only the OpenVINO extra installed (no onnxruntime, no torch), `ceir index` builds and
+    searches on a bundle: 'auto' picks OpenVINO, text queries run the text graph there too."""
+    folder, more = tmp_path / "images", tmp_path / "more"
+    for where, seed in ((folder, 23), (more, 24)):
+        where.mkdir()
+        for i, image in enumerate(photo_like(4, seed=seed)):
+            Image.fromarray(np.asarray(image)).save(where / f"{i}.png")
+    script = RUN.replace(f"ABSENT = {ABSENT!r}", f"ABSENT = {(*ABSENT, 'onnxruntime')!r}")
+    ix = str(tmp_path / "ix")
+
+    def ceir(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CEIR_LOAD_PLUGINS": "onnx", "CEIR_TUNE_CACHE": str(tmp_path / "tune.json")}
+        return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=180,
+                              env=env)
+
+    built = ceir("index", "build", ix, str(folder), "--model", str(bundle), "--no-tune")
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "Built 4 items" in built.stdout
+    found = ceir("index", "search", ix, "--text", "striped fur", "-k", "2", "--json")
+    assert found.returncode == 0, found.stderr[-3000:]
+    assert len(json.loads(found.stdout)) == 2
+    # Asking for onnxruntime there says what to install, and loses nothing.
+    refused = ceir("index", "add", ix, str(more), "--backend", "onnxruntime")
+    assert refused.returncode != 0
+    assert "pip install 'ceir-onnx[cpu]'" in refused.stdout + refused.stderr and "Traceback" not in refused.stderr
+    assert "the index holds 4" in ceir("index", "add", ix, str(folder)).stdout  # unchanged

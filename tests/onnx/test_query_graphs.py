@@ -127,3 +127,25 @@ def test_int8_keeps_last_backbone_layers_float_until_the_target(tiny: Any, tmp_p
     names = {n.name for n in quantized.graph.node}
     assert all(k in names or f"{k}_MatMul" in names for k in kept)  # still float nodes
     assert variant["agreement_to_fp32"]["latent"]["min_cosine"] >= 0.99
+
+
+def test_int8_graph_fuses_gelu_and_agrees(bundle: Path) -> None:
+    """The int8 graph's erf GELUs become single Gelu nodes (fewer element-wise passes where the
+    matrix products are already cheap) and it still agrees with the fp32 graph."""
+    import onnx
+    from ceir_onnx.variants import run_graph
+
+    fp32 = onnx.load(str(bundle / "image.onnx"))
+    int8 = onnx.load(str(bundle / "image.int8.onnx"))
+    erfs = sum(n.op_type == "Erf" for n in fp32.graph.node)
+    assert erfs > 0  # the tiny ViT's MLPs use erf GELU
+    gelus = [n for n in int8.graph.node if n.op_type == "Gelu"]
+    assert len(gelus) == erfs and all(n.domain == "com.microsoft" for n in gelus)
+    assert not any(n.op_type == "Erf" for n in int8.graph.node)
+    variant = json.loads((bundle / MANIFEST).read_text())["graphs"]["image"]["variants"]["int8"]
+    assert variant["fused"] == {"Gelu": erfs}
+    shape = [d.dim_value or 4 for d in fp32.graph.input[0].type.tensor_type.shape.dim]
+    pixels = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    a, b = (run_graph(bundle / name, {"pixels": pixels})[-1] for name in ("image.onnx", "image.int8.onnx"))
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.99  # image_features, the backbone's output

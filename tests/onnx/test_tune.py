@@ -150,3 +150,28 @@ def test_ceir_tune_command(bundle: Path, cache: Path, plugin_host: Any) -> None:
     assert "latent min cos" in result.output
     result = CliRunner().invoke(group, ["tune", str(bundle), "--min-cosine", "1.0", "--no-record"])
     assert "no path met the bar" in result.output or result.exit_code == 0  # fp32 may agree exactly
+
+
+def test_tune_checks_on_the_images_stored_at_export(tiny: Any, tmp_path: Path) -> None:
+    """Check images given to the exporter are kept in the bundle (preprocessed, capped) and
+    `ceir tune` measures agreement on them when it is given none."""
+    import numpy as np
+    from ceir_onnx.export import CHECK_PIXELS_STORED, export_bundle
+    from onnx_helpers import photo_like
+    from safetensors.numpy import load_file
+
+    images = [np.asarray(im) for im in photo_like(3, seed=5)]
+    out = export_bundle(tiny[0], tmp_path / "b", check_images=images, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["check_pixels"]["n"] == 3 <= CHECK_PIXELS_STORED
+    assert manifest["check_pixels"]["file"] in manifest["files"]  # checksummed like every file
+    stored = load_file(str(out / manifest["check_pixels"]["file"]))["pixels"]
+    assert stored.shape[0] == 3 and stored.shape[1:] == tuple(manifest["graphs"]["image"]["inputs"][0]["shape"][1:])
+    result = tune(out, timer=lambda label, run: 1.0, paths=[("onnxruntime", "fp32")])
+    assert result.check_images.startswith("3 check images stored in the bundle")
+    # given images still win, and a bundle exported without any falls back to synthetic images
+    assert tune(out, timer=lambda label, run: 1.0, paths=[("onnxruntime", "fp32")],
+                check_images=images[:2]).check_images == "2 given images"
+    plain = export_bundle(tiny[0], tmp_path / "plain", progress=False)
+    assert "check_pixels" not in json.loads((plain / "manifest.json").read_text())
+    assert "synthetic" in tune(plain, timer=lambda label, run: 1.0, paths=[("onnxruntime", "fp32")]).check_images

@@ -68,7 +68,8 @@ def onnx_command(
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Threads the runtime will use (default: all usable cores); the choice is recorded per count.")
 @click.option("--check-images", type=click.Path(exists=True, path_type=Path),
-              help="Images to check agreement on (default: the exporter's synthetic images); use your own data "
+              help="Images to check agreement on (default: the check images stored in the bundle at export, else "
+                   "the exporter's synthetic images); use your own data "
                    "for a verdict that holds on it.")
 @click.option("--min-cosine", default=0.999, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Agreement bar: latent min cosine to fp32 a path needs to be chosen.")

@@ -50,6 +50,11 @@ LATENT_OUTPUTS = ("latent",)
 FP32_TOLERANCE = 1e-4
 #: batch size of the agreement runs of reduced-precision graphs (the runtime's default batch)
 AGREEMENT_BATCH = 32
+#: Given check images are kept in the bundle, preprocessed (float32, the graph's input), so that
+#: `ceir tune` checks agreement on the user's own images later without being handed them again;
+#: capped because each 224 px image is 0.6 MB.
+CHECK_PIXELS_FILE = "check_pixels.safetensors"
+CHECK_PIXELS_STORED = 16
 #: int8 target: min row cosine of latents and concepts to fp32 on the check images; the
 #: last backbone layers are kept in float, a few at a time, until it is met
 INT8_MIN_COSINE = 0.999
@@ -173,7 +178,7 @@ def _int8_variant(stage: Path, pixels: np.ndarray, fp32_out: list[np.ndarray], t
     keep = 0
     while True:
         kept = matmuls[len(matmuls) - keep:] if keep else []
-        quantize_int8(src, dst, keep_float_after="image_features", keep_float=kept)
+        gelus = quantize_int8(src, dst, keep_float_after="image_features", keep_float=kept)
         out = run_graph(dst, {IMAGE_INPUT: pixels}, batch_size=AGREEMENT_BATCH)
         agree = agreement(fp32_out, out, list(IMAGE_OUTPUTS))
         worst = min(agree["latent"]["min_cosine"], agree["concepts"]["min_cosine"])
@@ -184,6 +189,7 @@ def _int8_variant(stage: Path, pixels: np.ndarray, fp32_out: list[np.ndarray], t
         "file": dst.name,
         "intended_for": "CPU",
         "quantized": "backbone MatMul/Gemm (dynamic, per-channel int8 weights); head in float32",
+        "fused": {"Gelu": gelus},
         "kept_float": {"backbone_weight_matmuls": f"last {keep} of {len(matmuls)}", "nodes": kept},
         "target_min_cosine": target,
         "target_met": None if target is None else worst >= target,
@@ -396,6 +402,14 @@ def export_bundle(
                                              encoding="utf-8")
         save_safetensors_file({"concept_text_embeddings": text_emb}, stage / "concepts.safetensors")
 
+        check_pixels = None
+        if check_images is not None:
+            stored = np.ascontiguousarray(pixels[:CHECK_PIXELS_STORED])
+            save_safetensors_file({"pixels": stored}, stage / CHECK_PIXELS_FILE)
+            check_pixels = {"file": CHECK_PIXELS_FILE, "n": len(stored), "of": len(pixels),
+                            "what": "the given check images, preprocessed as the runtime does (the image graph's "
+                                    "input); `ceir tune` checks agreement on them by default"}
+
         files = sorted(p for p in stage.rglob("*") if p.is_file())
         manifest = {
             "format": FORMAT,
@@ -413,6 +427,7 @@ def export_bundle(
             "tokenizer": tokenizer,
             "graphs": graphs,
             "agreement_inputs": {"source": source, "n": len(pixels), "batch_size": AGREEMENT_BATCH},
+            **({"check_pixels": check_pixels} if check_pixels else {}),
             "concepts_file": "concepts.json",
             "concept_embeddings_file": "concepts.safetensors",
             # JSON has no infinity: null marks a concept that is never present.

@@ -38,9 +38,9 @@ def backbone_matmuls(model: Any, head_input: str) -> list[str]:
 
 def quantize_int8(
     src: Path, dst: Path, *, keep_float_after: str | None = None, keep_float: Sequence[str] = ()
-) -> None:
+) -> int:
     """Dynamic int8 quantization of MatMul/Gemm; nodes after ``keep_float_after`` and the
-    nodes named in ``keep_float`` stay float.
+    nodes named in ``keep_float`` stay float. Returns how many GELUs were fused (fuse_gelu).
 
     The CEIR head z-scores concept activations by their (small) training spread, so it
     magnifies any error in the backbone features; quantizing the head as well adds error
@@ -64,6 +64,35 @@ def quantize_int8(
         op_types_to_quantize=["MatMul", "Gemm"],
         nodes_to_exclude=exclude,
     )
+    return fuse_gelu(dst)
+
+
+def fuse_gelu(path: Path) -> int:
+    """Rewrite the exported erf GELU (Div, Erf, Add, Mul, Mul) as one Gelu node, in place;
+    returns how many were fused.
+
+    Why: in the int8 graph the matrix products are fast, so the five element-wise passes of
+    each unfused GELU are a large share of what is left (about 17% faster at one thread on
+    ViT-B-32, min cosine to the unfused graph 0.9999). onnxruntime's own session optimizer
+    does not match the pattern as torch's exporter writes it; its transformers fusion does.
+    The node is onnxruntime's com.microsoft Gelu (same formula, exact erf), which OpenVINO's
+    ONNX reader also runs. Only the int8 graph is rewritten: the fp32 graph stays the plain
+    ONNX that the parity checks compare with torch.
+    """
+    import onnx
+    from onnxruntime.transformers.fusion_gelu import FusionGelu
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(path)))
+    before = sum(node.op_type == "Erf" for node in model.model.graph.node)
+    FusionGelu(model).apply()
+    fused = before - sum(node.op_type == "Erf" for node in model.model.graph.node)
+    if fused:
+        model.topological_sort()
+        if not any(o.domain == "com.microsoft" for o in model.model.opset_import):
+            model.model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+        onnx.save(model.model, str(path))
+    return fused
 
 
 def convert_fp16(src: Path, dst: Path) -> None:

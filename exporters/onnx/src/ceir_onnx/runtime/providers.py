@@ -5,18 +5,26 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-
-try:
-    import onnxruntime as ort
-except ImportError as exc:  # neither extra installed
-    raise ImportError(
-        "ceir_onnx.runtime needs onnxruntime: pip install 'ceir-onnx[cpu]' (or 'ceir-onnx[gpu]' for "
-        "NVIDIA GPUs; never both)"
-    ) from exc
+from typing import Any
 
 from ceir_sdk.errors import BadInputError
 
 log = logging.getLogger("ceir_onnx")
+
+ONNXRUNTIME_MISSING = (
+    "this needs onnxruntime, which is not installed here: pip install 'ceir-onnx[cpu]' (or 'ceir-onnx[gpu]' "
+    "for NVIDIA GPUs; never both); with only OpenVINO installed ('ceir-onnx[openvino]') use "
+    "backend='openvino' (or 'auto', which picks it)")
+
+
+def onnxruntime_module() -> Any:
+    """onnxruntime, imported on first use: a deployment with only the OpenVINO extra installed
+    loads and runs bundles without it, and gets this message only where onnxruntime is needed."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BadInputError(f"{ONNXRUNTIME_MISSING} ({exc})") from exc
+    return onnxruntime
 
 ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -58,6 +66,7 @@ def resolve_providers(providers: str | Sequence[str] | None) -> tuple[list[str],
     ``"auto"``/None: TensorRT and CUDA when this onnxruntime build has them, then CPU.
     Otherwise a name or list of names (aliases cpu, cuda, tensorrt accepted).
     """
+    ort = onnxruntime_module()
     available = ort.get_available_providers()
     if providers is None or providers == "auto":
         chosen = [p for p in GPU_PROVIDERS if p in available]
@@ -84,7 +93,7 @@ def check_active(requested: list[str], active: Sequence[str], explicit: bool) ->
     missing = [p for p in watched if p not in active]
     if not missing:
         return []
-    available = ort.get_available_providers()
+    available = onnxruntime_module().get_available_providers()
     # In auto mode TensorRT is optional when CUDA is active; anything else is a real fall-back.
     if not explicit and "CUDAExecutionProvider" in active:
         missing = [p for p in missing if p != "TensorrtExecutionProvider"]

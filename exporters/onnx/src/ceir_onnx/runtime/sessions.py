@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ceir_onnx.runtime.backends import BACKENDS, HINTED, OpenVINOGraph, SplitImageGraph, openvino_supports
-from ceir_onnx.runtime.providers import check_active, check_single_onnxruntime, resolve_providers
+from ceir_onnx.runtime.providers import check_active, check_single_onnxruntime, onnxruntime_module, resolve_providers
 from ceir_onnx.runtime.tokenizer import ClipTokenizer
 from ceir_onnx.variants import cpu_safe_level
 from ceir_sdk.atomic import sha256_file
@@ -25,20 +25,20 @@ class Sessions:
 
     def __init__(self, root: Path, manifest: dict[str, Any], *, precision: str,
                  providers: str | Sequence[str] | None, threads: int | None, spinning: bool, verify: bool,
-                 backend: str = "onnxruntime") -> None:
-        import onnxruntime as ort
-
+                 backend: str = "onnxruntime", batch_size: int | None = None) -> None:
         self.root, self.manifest, self._verify = root, manifest, verify
         if backend not in BACKENDS:
             raise BadInputError(f"backend must be one of {', '.join(BACKENDS)} (or 'auto' for Runtime); "
                                 f"got {backend!r}")
         self.backend, self.threads = backend, threads
+        self.batch_size = batch_size  # OpenVINO compiles the image graph for full batches of this size too
         self._text: Any = None
         self._graphs: dict[str, Any] = {}
         self._tokenizer: ClipTokenizer | None = None
         if backend == "openvino":
             self._init_openvino(precision, providers, spinning)
             return
+        ort = onnxruntime_module()
         check_single_onnxruntime()
         requested, explicit = resolve_providers(providers)
         variants = manifest["graphs"]["image"]["variants"]
@@ -94,10 +94,11 @@ class Sessions:
         self.precision, self.spinning = precision, spinning  # OpenVINO's threads do not spin-wait
         if precision in HINTED:
             backbone = OpenVINOGraph(self.root / variants["fp32"]["file"], hint=HINTED[precision],
-                                     threads=self.threads, outputs=("image_features",))
+                                     threads=self.threads, outputs=("image_features",), static_batch=self.batch_size)
             self.image = SplitImageGraph(backbone, self.graph("head", f"the {precision} image path"))
         else:
-            self.image = OpenVINOGraph(self.root / variants[precision]["file"], threads=self.threads)
+            self.image = OpenVINOGraph(self.root / variants[precision]["file"], threads=self.threads,
+                                       static_batch=self.batch_size)
         self.providers = list(self.image.get_providers())
 
     def check_unchanged(self, file: str) -> Path:
@@ -123,7 +124,7 @@ class Sessions:
     def _open(self, file: str, *, checked: bool = False) -> Any:
         if self.backend == "openvino":  # graphs other than the image graph always run in fp32
             return OpenVINOGraph(self.root / file if checked else self.check_unchanged(file), threads=self.threads)
-        import onnxruntime as ort
+        ort = onnxruntime_module()
 
         available = ort.get_available_providers()
         usable = [p for p in self._requested if p in available]

@@ -30,6 +30,7 @@ from ceir_onnx.runtime.backends import (
     PRECISIONS,
     import_openvino,
     installed_backends,
+    module_version,
     openvino_supports,
 )
 from ceir_sdk.errors import BadInputError
@@ -227,11 +228,22 @@ def default_timer(label: str, run: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
-def check_pixels(manifest: dict[str, Any], images: Any = None) -> tuple[np.ndarray, str]:
-    """Preprocessed check images: the given ones, else the exporter's deterministic synthetic
-    images (those its agreement figures were measured on when it was given none)."""
+def check_pixels(manifest: dict[str, Any], images: Any = None, root: Path | None = None) -> tuple[np.ndarray, str]:
+    """Preprocessed check images: the given ones; else those the exporter stored in the bundle
+    (the user's check images at export); else the exporter's deterministic synthetic images
+    (those its agreement figures were measured on when it was given none)."""
     from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one
 
+    stored = manifest.get("check_pixels")
+    if images is None and stored and root is not None:
+        from safetensors.numpy import load_file
+
+        path = root / stored["file"]
+        if not path.is_file():
+            raise BadInputError(f"{path} is missing from the bundle (its manifest lists it): re-export the bundle, "
+                                "or pass check images")
+        pixels = np.asarray(load_file(str(path))["pixels"], dtype=np.float32)
+        return pixels, f"{len(pixels)} check images stored in the bundle at export (given to the exporter)"
     config = PreprocessConfig.from_dict(manifest["preprocess"])
     if images is None:
         from ceir_onnx.export import synthetic_images  # numpy only: no torch
@@ -277,13 +289,14 @@ def tune(bundle_dir: str | os.PathLike[str], *, threads: int | None = None, chec
     todo = list(paths) if paths is not None else candidates(manifest, installed)
     if not todo:
         raise BadInputError(f"no backend can run {root}: install onnxruntime or openvino")
-    pixels, source = check_pixels(manifest, check_images)
+    pixels, source = check_pixels(manifest, check_images, root)
     reps = -(-timing_batch // len(pixels))
     batch = np.ascontiguousarray(np.concatenate([pixels] * reps)[:timing_batch])
 
     def open_path(backend: str, precision: str) -> Sessions:
+        # batch_size: OpenVINO also compiles for the timed batch, as a Runtime does for its full batches
         return Sessions(root, manifest, precision=precision, providers="cpu", threads=threads, spinning=False,
-                        verify=False, backend=backend)
+                        verify=False, backend=backend, batch_size=timing_batch)
 
     # The reference: fp32, on onnxruntime where installed (the exporter's own parity check runs there).
     ref_backend = "onnxruntime" if "onnxruntime" in installed else "openvino"
@@ -368,9 +381,11 @@ def resolve(root: Path, manifest: dict[str, Any], *, backend: str, precision: st
 
 
 def _gpu_requested(providers: Any) -> bool:
-    import onnxruntime as ort
+    from ceir_onnx.runtime.providers import GPU_PROVIDERS, onnxruntime_module, resolve_providers
 
-    from ceir_onnx.runtime.providers import GPU_PROVIDERS, resolve_providers
+    if module_version("onnxruntime", "onnxruntime") is None:  # an OpenVINO-only install has no GPU path
+        return False
+    ort = onnxruntime_module()
 
     requested, _ = resolve_providers(providers)
     available = ort.get_available_providers()
