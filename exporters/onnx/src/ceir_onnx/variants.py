@@ -37,10 +37,12 @@ def backbone_matmuls(model: Any, head_input: str) -> list[str]:
 
 
 def quantize_int8(
-    src: Path, dst: Path, *, keep_float_after: str | None = None, keep_float: Sequence[str] = ()
+    src: Path, dst: Path, *, keep_float_after: str | None = None, keep_float: Sequence[str] = (),
+    fuse: bool = True,
 ) -> int:
     """Dynamic int8 quantization of MatMul/Gemm; nodes after ``keep_float_after`` and the
-    nodes named in ``keep_float`` stay float. Returns how many GELUs were fused (fuse_gelu).
+    nodes named in ``keep_float`` stay float. Returns how many GELUs were fused (fuse_gelu;
+    ``fuse=False`` leaves them as exported, for measuring what the fusion gains).
 
     The CEIR head z-scores concept activations by their (small) training spread, so it
     magnifies any error in the backbone features; quantizing the head as well adds error
@@ -64,7 +66,7 @@ def quantize_int8(
         op_types_to_quantize=["MatMul", "Gemm"],
         nodes_to_exclude=exclude,
     )
-    return fuse_gelu(dst)
+    return fuse_gelu(dst) if fuse else 0
 
 
 def fuse_gelu(path: Path) -> int:
