@@ -36,8 +36,6 @@ def test_openvino_fp32_equals_onnxruntime_fp32_on_every_graph(bundle: Path, pixe
     ov_rt = Runtime(bundle, backend="openvino", precision="fp32", batch_size=4)
     assert ov_rt.backend == "openvino" and ov_rt.precision == "fp32"
     assert ov_rt.describe()["chosen_by"] == "given" and "OpenVINO" in ov_rt.describe()["summary"]
-    # 10 rows in batches of 4: two full batches on the copy compiled for 4 rows, then 2 on the dynamic one
-    assert ov_rt.sessions.image.static_batch == 4 and "static batch 4" in ov_rt.providers[0]
     a, b = ort_rt.run_pixels(pixels), ov_rt.run_pixels(pixels)
     for name in ("concepts", "latent", "image_features"):  # the image graph
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), atol=1e-4, rtol=0)

@@ -96,37 +96,22 @@ def openvino_supports(precision: str) -> bool:
 
 class OpenVINOGraph:
     """One compiled graph with onnxruntime's ``run(None, feeds)`` call, usable from many threads
-    (an infer request per thread: a request's buffers are overwritten by its next call).
-
-    With ``static_batch``, a second copy is compiled for exactly that many rows: OpenVINO's CPU
-    plugin picks kernels and memory layouts once for a static shape, where a dynamic batch
-    re-plans per call (ViT-B-32 bf16, batch 32: 43 -> 49 images/s). Full batches run the static
-    copy, any other size the dynamic one; both are compiled at load, so no call pays a compile
-    (the cost: the weights held twice)."""
+    (an infer request per thread: a request's buffers are overwritten by its next call)."""
 
     def __init__(self, path: Path, *, hint: str = "f32", threads: int | None = None,
-                 outputs: tuple[str, ...] | None = None, static_batch: int | None = None) -> None:
+                 outputs: tuple[str, ...] | None = None) -> None:
         ov = import_openvino()
         core = openvino_core()
-        # The hint is always set: OpenVINO's default on a CPU with bf16 units is bf16, and
-        # fp32 must mean fp32. One stream, latency: one batch at a time uses every thread.
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
-                                  "NUM_STREAMS": 1}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        self.static_batch: int | None = None
-        self.compiled_static: Any = None
         try:
             model = core.read_model(str(path))
             if outputs is not None:  # a sub-graph: only what these outputs need is compiled
                 model = ov.Model([model.output(name) for name in outputs], model.get_parameters(), path.stem)
-            if static_batch and static_batch > 1 and len(model.inputs) == 1:
-                fixed = model.clone()
-                shape = fixed.inputs[0].get_partial_shape()
-                if shape.rank.is_static and shape[0].is_dynamic and all(d.is_static for d in list(shape)[1:]):
-                    fixed.reshape({fixed.inputs[0]: ov.PartialShape([static_batch, *list(shape)[1:]])})
-                    self.compiled_static = core.compile_model(fixed, "CPU", config)
-                    self.static_batch = int(static_batch)
+            # The hint is always set: OpenVINO's default on a CPU with bf16 units is bf16, and
+            # fp32 must mean fp32. One stream, latency: one batch at a time uses every thread.
+            config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+                                      "NUM_STREAMS": 1}
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = int(threads)
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise IncompatibleFileError(
@@ -136,27 +121,21 @@ class OpenVINOGraph:
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self._local = threading.local()
 
-    def _request(self, rows: int) -> Any:
-        static = self.static_batch is not None and rows == self.static_batch
-        key = "static" if static else "dynamic"
-        request = getattr(self._local, key, None)
+    def _request(self) -> Any:
+        request = getattr(self._local, "request", None)
         if request is None:
-            request = (self.compiled_static if static else self.compiled).create_infer_request()
-            setattr(self._local, key, request)
+            request = self._local.request = self.compiled.create_infer_request()
         return request
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        rows = len(next(iter(feeds.values())))
-        request = self._request(rows)
-        result = request.infer(feeds)  # copies outputs (share_outputs=False)
-        values = [np.asarray(result[i]) for i in range(len(self.output_names))]
+        result = self._request().infer(feeds)  # copies outputs (share_outputs=False)
+        values = [np.asarray(result[out]) for out in self.compiled.outputs]
         if output_names is None:
             return values
         return [values[self.output_names.index(name)] for name in output_names]
 
     def get_providers(self) -> list[str]:
-        static = f", static batch {self.static_batch}" if self.static_batch else ""
-        return [f"OpenVINO CPU ({self.hint}{static})"]
+        return [f"OpenVINO CPU ({self.hint})"]
 
 
 class SplitImageGraph:

@@ -109,8 +109,7 @@ class Runtime:
                                                        precision=precision, providers=providers, threads=threads,
                                                        tune_now=tune)
         self.sessions = Sessions(self.root, self.manifest, precision=precision, providers=providers,
-                                 threads=threads, spinning=spinning, verify=verify, backend=self.backend,
-                                 batch_size=batch_size)
+                                 threads=threads, spinning=spinning, verify=verify, backend=self.backend)
         self.threads = threads
         self.precision = self.sessions.precision
         self.spinning = spinning

@@ -25,13 +25,12 @@ class Sessions:
 
     def __init__(self, root: Path, manifest: dict[str, Any], *, precision: str,
                  providers: str | Sequence[str] | None, threads: int | None, spinning: bool, verify: bool,
-                 backend: str = "onnxruntime", batch_size: int | None = None) -> None:
+                 backend: str = "onnxruntime") -> None:
         self.root, self.manifest, self._verify = root, manifest, verify
         if backend not in BACKENDS:
             raise BadInputError(f"backend must be one of {', '.join(BACKENDS)} (or 'auto' for Runtime); "
                                 f"got {backend!r}")
         self.backend, self.threads = backend, threads
-        self.batch_size = batch_size  # OpenVINO compiles the image graph for full batches of this size too
         self._text: Any = None
         self._graphs: dict[str, Any] = {}
         self._tokenizer: ClipTokenizer | None = None
@@ -94,11 +93,10 @@ class Sessions:
         self.precision, self.spinning = precision, spinning  # OpenVINO's threads do not spin-wait
         if precision in HINTED:
             backbone = OpenVINOGraph(self.root / variants["fp32"]["file"], hint=HINTED[precision],
-                                     threads=self.threads, outputs=("image_features",), static_batch=self.batch_size)
+                                     threads=self.threads, outputs=("image_features",))
             self.image = SplitImageGraph(backbone, self.graph("head", f"the {precision} image path"))
         else:
-            self.image = OpenVINOGraph(self.root / variants[precision]["file"], threads=self.threads,
-                                       static_batch=self.batch_size)
+            self.image = OpenVINOGraph(self.root / variants[precision]["file"], threads=self.threads)
         self.providers = list(self.image.get_providers())
 
     def check_unchanged(self, file: str) -> Path:

@@ -294,9 +294,8 @@ def tune(bundle_dir: str | os.PathLike[str], *, threads: int | None = None, chec
     batch = np.ascontiguousarray(np.concatenate([pixels] * reps)[:timing_batch])
 
     def open_path(backend: str, precision: str) -> Sessions:
-        # batch_size: OpenVINO also compiles for the timed batch, as a Runtime does for its full batches
         return Sessions(root, manifest, precision=precision, providers="cpu", threads=threads, spinning=False,
-                        verify=False, backend=backend, batch_size=timing_batch)
+                        verify=False, backend=backend)
 
     # The reference: fp32, on onnxruntime where installed (the exporter's own parity check runs there).
     ref_backend = "onnxruntime" if "onnxruntime" in installed else "openvino"
