@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ceir_onnx import __version__
+from ceir_onnx.attention import export_friendly_attention
 from ceir_onnx.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_entry, fingerprint, recognises, staged_directory
 from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one, to_rgb_image
 from ceir_onnx.variants import agreement, convert_fp16, cosine_rows, quantize_int8, run_graph
@@ -301,8 +302,10 @@ def export_bundle(
     bar = tqdm(total=steps, desc="export onnx", disable=not progress)
     with staged_directory(out_dir, overwrite=overwrite) as stage:
         image_graph = _image_graph_module(parts)
-        _export_graph(image_graph, torch.from_numpy(pixels[:2].copy()), stage / "image.onnx",
-                      IMAGE_INPUT, IMAGE_OUTPUTS, opset)
+        # Exported with fewer transposes (ceir_onnx.attention); checked below against the original.
+        with export_friendly_attention(image_graph) as attention_rewritten:
+            _export_graph(image_graph, torch.from_numpy(pixels[:2].copy()), stage / "image.onnx",
+                          IMAGE_INPUT, IMAGE_OUTPUTS, opset)
         bar.update()
 
         with torch.no_grad():
@@ -344,7 +347,8 @@ def export_bundle(
             bar.update()
 
         graphs: dict[str, Any] = {"image": {**_io_spec(stage / "image.onnx"), "variants": image_variants,
-                                            "agreement_to_backbone": to_backbone}}
+                                            "agreement_to_backbone": to_backbone,
+                                            "export_rewrites": {"attention": attention_rewritten}}}
         if not_written:
             graphs["image"]["not_written"] = not_written
 
