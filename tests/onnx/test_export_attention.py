@@ -10,7 +10,7 @@ from typing import Any
 import onnx
 import pytest
 import torch
-from ceir_onnx.attention import export_friendly_attention
+from ceir_onnx.attention import export_friendly_attention, rewritten
 from ceir_onnx.bundle import MANIFEST
 
 
@@ -33,13 +33,13 @@ def test_same_numbers_as_multihead_attention(batch_first: bool, mask: str | None
     m = {None: None, "bool": causal, "float": torch.zeros(7, 7).masked_fill(causal, float("-inf"))}[mask]
     with torch.no_grad():
         want = block(x, m, need_weights=False)[0]
-        with export_friendly_attention(block) as n:
-            assert n == 1 and type(block.attn).__name__ == "ExportAttention"
+        with export_friendly_attention(block) as wrappers:
+            assert len(wrappers) == 1 and block.attn is wrappers[0] and rewritten(wrappers) == 0
             got, weights = block(x, m, need_weights=False)
             assert weights is None
             # calls the short path does not cover go to the original module
             fallback = block(x, m, need_weights=True)
-            assert fallback[1] is not None
+            assert fallback[1] is not None and wrappers[0].rewritten_calls == 1
     assert isinstance(block.attn, torch.nn.MultiheadAttention)  # put back
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fallback[0], want, atol=1e-5, rtol=1e-5)
@@ -53,7 +53,11 @@ def test_bundle_exports_fewer_transposes_and_matches_the_original(tiny: Any, bun
 
     manifest = json.loads((bundle / MANIFEST).read_text())
     image = manifest["graphs"]["image"]
+    # the image tower's layers only (the image wrapper of a CLIP also holds its text tower)
     layers = sum(isinstance(m, torch.nn.MultiheadAttention) for m in tiny[0].image_module.modules())
+    visual = getattr(getattr(tiny[0].image_module, "clip", None), "visual", None)
+    if visual is not None:
+        layers = sum(isinstance(m, torch.nn.MultiheadAttention) for m in visual.modules())
     assert layers > 0 and image["export_rewrites"] == {"attention": layers}
     assert all(v["max_abs_diff"] <= 1e-4 for k, v in image["variants"]["fp32"]["agreement_to_torch"].items()
                if k != "image_features")

@@ -31,6 +31,7 @@ def _attention_class() -> Any:
         def __init__(self, mha: torch.nn.MultiheadAttention) -> None:
             super().__init__()
             self.mha = mha
+            self.rewritten_calls = 0  # calls that took the short path (what the export traced)
 
         def forward(self, query: Any, key: Any = None, value: Any = None, key_padding_mask: Any = None,
                     need_weights: bool = True, attn_mask: Any = None, **kwargs: Any) -> tuple[Any, Any]:
@@ -41,6 +42,7 @@ def _attention_class() -> Any:
                     or value is not query or query.dim() != 3):
                 return m(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
                          attn_mask=attn_mask, **kwargs)
+            self.rewritten_calls += 1
             x = query if m.batch_first else query.transpose(0, 1)
             n, length, width = x.shape
             heads = m.num_heads
@@ -63,19 +65,28 @@ def _swappable(module: Any) -> bool:
 
 
 @contextmanager
-def export_friendly_attention(root: Any) -> Iterator[int]:
+def export_friendly_attention(root: Any) -> Iterator[list[Any]]:
     """Within the block, every plain self-attention ``nn.MultiheadAttention`` under ``root`` is
     replaced by ExportAttention (sharing its weights); the originals are put back on exit.
-    Yields how many were replaced."""
+    Yields the wrappers: ``rewritten(wrappers)`` after an eager call counts those the forward
+    actually runs (a CLIP's image wrapper also holds the unused text tower; torch.export's trace
+    does not update the counters)."""
     export_attention = _attention_class()
     swapped: list[tuple[Any, str, Any]] = []
+    wrappers: list[Any] = []
     for parent in list(root.modules()):
         for name, child in list(parent.named_children()):
             if _swappable(child):
                 swapped.append((parent, name, child))
-                setattr(parent, name, export_attention(child))
+                wrappers.append(export_attention(child))
+                setattr(parent, name, wrappers[-1])
     try:
-        yield len(swapped)
+        yield wrappers
     finally:
         for parent, name, child in reversed(swapped):
             setattr(parent, name, child)
+
+
+def rewritten(wrappers: list[Any]) -> int:
+    """How many of the wrapped attention modules ran their rewritten path."""
+    return sum(1 for w in wrappers if w.rewritten_calls)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ceir_onnx import __version__
-from ceir_onnx.attention import export_friendly_attention
+from ceir_onnx.attention import export_friendly_attention, rewritten
 from ceir_onnx.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_entry, fingerprint, recognises, staged_directory
 from ceir_onnx.runtime.preprocess import PreprocessConfig, iter_images, preprocess_one, to_rgb_image
 from ceir_onnx.variants import agreement, convert_fp16, cosine_rows, quantize_int8, run_graph
@@ -303,9 +303,12 @@ def export_bundle(
     with staged_directory(out_dir, overwrite=overwrite) as stage:
         image_graph = _image_graph_module(parts)
         # Exported with fewer transposes (ceir_onnx.attention); checked below against the original.
-        with export_friendly_attention(image_graph) as attention_rewritten:
-            _export_graph(image_graph, torch.from_numpy(pixels[:2].copy()), stage / "image.onnx",
-                          IMAGE_INPUT, IMAGE_OUTPUTS, opset)
+        with export_friendly_attention(image_graph) as wrappers:
+            example = torch.from_numpy(pixels[:2].copy())
+            with torch.no_grad():  # one eager call counts the rewrites the forward runs (export's trace cannot)
+                image_graph(example)
+            attention_rewritten = rewritten(wrappers)
+            _export_graph(image_graph, example, stage / "image.onnx", IMAGE_INPUT, IMAGE_OUTPUTS, opset)
         bar.update()
 
         with torch.no_grad():
