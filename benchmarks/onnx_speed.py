@@ -40,7 +40,7 @@ for extra in (ROOT, ROOT / "exporters/onnx/src"):
 #: FLOPs of ViT-B-32's matrix products per 224 px image: 12 layers x 50 tokens x (qkv, out,
 #: 2 MLP, 2 attention) multiply-adds, x 2 (the patch conv, not a MatMul, is left out)
 GEMM_GFLOP_PER_IMAGE = 2 * 12 * 50 * (768 * 2304 + 768 * 768 + 2 * 768 * 3072 + 2 * 50 * 768) / 1e9
-BARS = {
+BARS: dict[str, tuple[str, float] | None] = {
     # ONNX speed is judged at one thread (decision): kernels alone, without thread pools competing
     # with other jobs; the ratios at `threads` threads are reported beside them without a bar.
     "one_thread_ort_fp32_over_torch": (">=", 0.9),
@@ -518,9 +518,11 @@ def main() -> None:
 
     print("int8 agreement on the world model", flush=True)
     world = {"status": "not measured", "reason": "--no-world"} if args.no_world else world_int8(tmp, *world_sizes)
+    one_fp32 = paired_speedup(one_t, "torch_eager", "ort_fp32")
+    one_int8 = paired_speedup(one_t, "torch_eager", "ort_int8")
     figures: dict[str, Any] = {
-        "one_thread_ort_fp32_over_torch": paired_speedup(one_t, "torch_eager", "ort_fp32")["median_of_rounds"],
-        "one_thread_ort_int8_over_torch": paired_speedup(one_t, "torch_eager", "ort_int8")["median_of_rounds"],
+        "one_thread_ort_fp32_over_torch": one_fp32["median_of_rounds"],
+        "one_thread_ort_int8_over_torch": one_int8["median_of_rounds"],
         "ort_fp32_over_torch": speedups["ort_fp32"]["median_of_rounds"],
         "ort_int8_over_torch": speedups["ort_int8"]["median_of_rounds"],
         "int8_min_cosine": world.get("value"),
@@ -551,8 +553,8 @@ def main() -> None:
         "end_to_end_over_model": e2e_speedup,
         "one_thread": {
             "images_per_s": one_r,
-            "ort_fp32_over_torch": paired_speedup(one_t, "torch_eager", "ort_fp32"),
-            "ort_int8_over_torch": paired_speedup(one_t, "torch_eager", "ort_int8"),
+            "ort_fp32_over_torch": one_fp32,
+            "ort_int8_over_torch": one_int8,
             "ort_int8_unfused_over_torch": paired_speedup(one_t, "torch_eager", "ort_int8_unfused"),
             "gelu_fusion_gain": paired_speedup(one_t, "ort_int8_unfused", "ort_int8"),
             "note_unfused": "ort_int8_unfused: the same int8 graph (same layers kept in float) without the "
@@ -600,16 +602,16 @@ def main() -> None:
         "figures": {},
     }
     for name, value in figures.items():
-        if BARS[name] is None:
-            results["figures"][name] = {"value": None if value is None else float(f"{float(value):.4g}"),
-                                        "bar": None, "met": None}
+        shown = None if value is None else float(f"{float(value):.4g}")
+        target = BARS[name]
+        if target is None:  # reported without a bar
+            results["figures"][name] = {"value": shown, "bar": None, "met": None}
             continue
-        op, bar = BARS[name]
+        op, bar = target
         met = None if value is None else (value >= bar if op == ">=" else value <= bar)
         if name == "best_over_torch" and not bf16_units:
             met = None  # the bar is for CPUs with bf16 matrix units; elsewhere the figure is reported only
-        results["figures"][name] = {"value": None if value is None else float(f"{float(value):.4g}"),
-                                    "bar": f"{op} {bar}", "met": met}
+        results["figures"][name] = {"value": shown, "bar": f"{op} {bar}", "met": met}
     args.out = result_path("onnx_speed", args.quick, args.out)
     write_result(args.out, results)
     print(json.dumps(results["figures"], indent=2))
