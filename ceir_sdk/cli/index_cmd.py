@@ -98,24 +98,13 @@ def _image_paths(images: Sequence[str]) -> tuple[list[str], list[str | None]]:
 
 
 # Concurrent `ceir index add/remove` runs on one index: a save that finds another writer's
-# version is retried on a fresh load, so both changes land (the embedding work is not redone).
-SAVE_ATTEMPTS = 5
-
-
+# version is retried on a fresh load (with backoff, see ceir_sdk.index.commit), so both changes
+# land; the embedding work is not redone.
 def _apply_and_save(index_dir: str, idx: Any, change: Callable[[Any], Any]) -> tuple[Any, Any]:
-    from ceir_sdk.errors import ConflictError
     from ceir_sdk.index import ConceptIndex
+    from ceir_sdk.index.commit import save_change
 
-    for attempt in range(SAVE_ATTEMPTS):
-        result = change(idx)
-        try:
-            idx.save(index_dir)
-            return idx, result
-        except ConflictError:
-            if attempt == SAVE_ATTEMPTS - 1:
-                raise
-            idx = ConceptIndex.load(index_dir)
-    raise AssertionError("unreachable")
+    return save_change(idx, index_dir, change, lambda: ConceptIndex.load(index_dir))
 
 
 def _parse_where(items: Sequence[str]) -> dict[str, Any] | None:

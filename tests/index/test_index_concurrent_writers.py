@@ -62,6 +62,50 @@ def test_cli_add_retries_on_a_fresh_load_so_both_writers_land(tmp_path: Path) ->
     assert {300, 400, 401} <= set(ConceptIndex.load(root).ids) and len(ConceptIndex.load(root)) == 53
 
 
+def test_save_change_outlasts_a_writer_that_wins_many_rounds_in_a_row(tmp_path: Path) -> None:
+    # Another writer saves between our load and our save twelve times running (more than the
+    # fixed 5 or 8 immediate retries that CI once saw exhausted): the change still lands, and so
+    # does every one of the other writer's items.
+    from ceir_sdk.index.commit import save_change
+
+    root = tmp_path / "ix"
+    _saved(root)
+    rounds = iter(range(12))
+    calls: list[int] = []
+
+    def change(current: ConceptIndex) -> object:
+        calls.append(1)
+        i = next(rounds, None)
+        if i is not None:  # the other writer's whole cycle lands before our save
+            other = ConceptIndex.load(root)
+            other.add(*_items(np.array([500 + i]))[:2], ids=[500 + i], metadata=_items(np.array([500 + i]))[2])
+            other.save(root)
+        lat, acts, meta = _items(np.array([900]))
+        return current.add(lat, acts, ids=[900], metadata=meta)
+
+    saved, added = save_change(ConceptIndex.load(root), root, change, lambda: ConceptIndex.load(root))
+    assert list(added) == [900] and len(calls) == 13
+    on_disk = ConceptIndex.load(root)
+    assert set(on_disk.ids) == set(range(50)) | set(range(500, 512)) | {900}
+    assert saved.generation == on_disk.generation
+
+
+def test_save_change_gives_up_after_its_time_and_writes_nothing(tmp_path: Path) -> None:
+    from ceir_sdk.index.commit import save_change
+
+    root = tmp_path / "ix"
+    _saved(root)
+    stale = ConceptIndex.load(root)
+    other = ConceptIndex.load(root)
+    other.add(*_items(np.array([300]))[:2], ids=[300], metadata=_items(np.array([300]))[2])
+    other.save(root)
+    lat, acts, meta = _items(np.array([400]))
+    with pytest.raises(ConflictError, match=r"kept changing under other writers for 0 s \(1 attempt to save"):
+        save_change(stale, root, lambda current: current.add(lat, acts, ids=[400], metadata=meta),
+                    lambda: ConceptIndex.load(root), within_s=0)
+    assert set(ConceptIndex.load(root).ids) == set(range(50)) | {300}  # the other writer's item kept, ours not
+
+
 def test_cli_where_equality_matches_text_and_numbers_and_says_when_nothing_does(tmp_path: Path) -> None:
     from ceir_sdk.cli.main import build
 

@@ -26,6 +26,7 @@ def _png_uri(img: Any) -> str:
 def test_concurrent_writers_lose_nothing(writable: Server, runtime: Any) -> None:
     from ceir_sdk.errors import ConflictError
     from ceir_sdk.index import ConceptIndex
+    from ceir_sdk.index.commit import save_change
 
     index_dir: Path = writable.index_dir  # type: ignore[attr-defined]
     before = len(ConceptIndex.load(index_dir))
@@ -48,19 +49,18 @@ def test_concurrent_writers_lose_nothing(writable: Server, runtime: Any) -> None
                         ids.extend(r.json()["ids"])
 
     def library_writer() -> None:
-        # Another process's way in: load, add, save; a ConflictError means reload and add again.
+        # Another process's way in: load, add, save, with the library's retry on another
+        # writer's save (ceir_sdk.index.commit.save_change: reload and add again, backing off).
         acts, lat = runtime.embed(images[N_CLIENTS * PER_CLIENT:], output="both")
         for i in range(N_LIBRARY):
-            for _ in range(50):
-                idx = ConceptIndex.load(index_dir)
-                idx.add(lat[i:i + 1], acts[i:i + 1], metadata=[{"key": f"lib-{i}"}])
-                try:
-                    idx.save(index_dir)
-                    break
-                except ConflictError:
-                    continue
-            else:
-                errors.append(f"library item {i} never saved")
+            def add(idx: ConceptIndex, i: int = i) -> Any:
+                return idx.add(lat[i:i + 1], acts[i:i + 1], metadata=[{"key": f"lib-{i}"}])
+
+            try:
+                save_change(ConceptIndex.load(index_dir), index_dir, add, lambda: ConceptIndex.load(index_dir),
+                            within_s=120)
+            except ConflictError as e:
+                errors.append(f"library item {i} never saved: {e}")
 
     threads = [threading.Thread(target=client, args=(c,)) for c in range(N_CLIENTS)]
     threads.append(threading.Thread(target=library_writer))

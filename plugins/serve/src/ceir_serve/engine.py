@@ -27,9 +27,6 @@ from ceir_serve.settings import ServeSettings
 
 log = logging.getLogger("ceir_serve")
 
-#: A save that finds another writer's version is retried on a fresh load (the rule of
-#: `ceir index add`): both changes land; after this many tries the request fails with 503.
-SAVE_ATTEMPTS = 8
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 Row = tuple[np.ndarray, np.ndarray]  # (concepts (C,), latent (L,))
 Submit = Callable[[Any], Awaitable[Any]]
@@ -212,23 +209,22 @@ class Engine:
 
     def commit(self, change: Callable[[Any], Any]) -> Any:
         """Apply ``change`` to the index and save it; another writer's save in between means a
-        fresh load and the change again, so concurrent writers (other replicas, `ceir index add`)
-        lose nothing. Runs in a worker thread; one change at a time per server."""
+        fresh load and the change again (backing off, for up to the request time limit), so
+        concurrent writers (other replicas, `ceir index add`) lose nothing. Runs in a worker
+        thread; one change at a time per server."""
+        from ceir_sdk.index.commit import save_change
+
         self.commit_allowed()
+        assert self.index_dir is not None
         with self._write_lock:
-            for _ in range(SAVE_ATTEMPTS):
-                index = self.need_index()
-                result = change(index)  # a refused change (BadInputError) leaves the index as it was
-                try:
-                    index.save(self.index_dir)
-                    return result
-                except ConflictError:
-                    log.info("index %s was saved by another writer; reloading and applying the change again",
-                             self.index_dir)
-                    self.index = self._load_fresh()
-                except BaseException:
-                    # memory holds a change the disk lacks: go back to what is saved
-                    self.index = self._load_fresh()
-                    raise
-        raise ApiError(503, f"the index at {self.index_dir} kept changing under {SAVE_ATTEMPTS} attempts to save "
-                            "(many concurrent writers); nothing was added. Try again", "write_conflict")
+            try:
+                self.index, result = save_change(self.need_index(), self.index_dir, change, self._load_fresh,
+                                                 within_s=self.settings.request_timeout_s)
+                return result
+            except ConflictError as e:
+                self.index = self._load_fresh()  # memory holds a change the disk lacks
+                raise ApiError(503, str(e), "write_conflict") from None
+            except BaseException:
+                # memory holds a change the disk lacks: go back to what is saved
+                self.index = self._load_fresh()
+                raise
