@@ -2,11 +2,12 @@
 
     python benchmarks/onnx_speed.py [--quick] [--threads N] [--out PATH]
 
-Paths: torch eager fp32 (the baseline), onnxruntime fp32 / int8, and OpenVINO fp32 / bf16 /
-int8 when openvino is installed (bf16 only where its CPU plugin reports bf16 units). The
-roofline is this machine's matrix-multiply throughput per dtype (the best of torch,
-onnxruntime and OpenVINO on one ViT-B-32 MLP product at the timed batch); each path's share
-of it counts only the model's GEMM work, so it is a lower bound of how busy the matrix units are.
+Paths: torch eager fp32 (the baseline), onnxruntime fp32 / int8 (dynamic), and OpenVINO fp32 /
+bf16 / int8 (the static, calibrated graph) when openvino is installed (bf16 only where its CPU
+plugin reports bf16 units). The roofline is this machine's matrix-multiply throughput per dtype
+(the best of torch, onnxruntime and OpenVINO on one ViT-B-32 MLP product at the timed batch);
+each path's share of it counts only the model's GEMM work, so it is a lower bound of how busy
+the matrix units are.
 
 Model: open_clip ViT-B-32 architecture with random weights + a CEIR head (200 concepts,
 VAE encoder 256 -> 128). int8 agreement is measured on a CEIR model fitted on the world
@@ -230,9 +231,11 @@ def openvino_paths(bundle: Path, threads: int, batch: int, paths: dict[str, Any]
                 paths[f"ov_{precision}"] = Runtime(bundle, backend="openvino", precision=precision, threads=threads,
                                                    batch_size=batch)
         return {"status": "ok", "version": version, "cpu_capabilities": openvino_capabilities(),
-                "sessions": "INFERENCE_PRECISION_HINT f32 (fp32, int8) or bf16 (backbone only; the concept head "
-                            "and latent encoder run the bundle's fp32 head graph), PERFORMANCE_HINT LATENCY, "
-                            "NUM_STREAMS 1, INFERENCE_NUM_THREADS = threads"}
+                "sessions": "INFERENCE_PRECISION_HINT f32 (fp32) or bf16 (bf16; and int8, which runs the static "
+                            "int8 graph with its float ops in bf16 where the CPU has bf16 units); the concept head "
+                            "and latent encoder run the bundle's fp32 head graph in bf16 and int8; "
+                            "PERFORMANCE_HINT LATENCY, NUM_STREAMS 1, INFERENCE_NUM_THREADS = threads",
+                "int8_graph": paths["ov_int8"].providers if "ov_int8" in paths else None}
     except Exception as exc:
         return {"status": f"failed: {type(exc).__name__}: {exc}"}
 
@@ -418,7 +421,7 @@ def main() -> None:
         print(json.dumps(world, indent=2))
         return
     from ceir_onnx.benchmarking import open_clip_parts
-    from ceir_onnx.export import _image_graph_module, export_bundle
+    from ceir_onnx.export import _image_graph_module, export_bundle, synthetic_images
     from ceir_onnx.runtime import Runtime
     from ceir_onnx.variants import cosine_rows
 
@@ -432,9 +435,13 @@ def main() -> None:
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # several hundred MB of graphs, even on failure
     t0 = time.perf_counter()
     parts = open_clip_parts("ViT-B-32")
-    bundle = export_bundle(parts, tmp / "bundle", int8=True, progress=True)
+    # 32 synthetic check images: the int8 graphs' agreement and the static graph's calibration
+    bundle = export_bundle(parts, tmp / "bundle", int8=True, progress=True, check_images=synthetic_images(32, seed=0))
     export_s = time.perf_counter() - t0
-    pixels = np.random.default_rng(0).normal(size=(batch, 3, 224, 224)).astype(np.float32)
+    # Timed and compared on other images of the same kind (speed does not depend on the content;
+    # agreement does, and the static int8 graph's ranges come from the check images).
+    pixels: np.ndarray = Runtime(bundle, backend="onnxruntime", precision="fp32").preprocess(
+        synthetic_images(batch, seed=3))
 
     graph = _image_graph_module(parts)
     x = torch.from_numpy(pixels)
@@ -588,6 +595,10 @@ def main() -> None:
                                                  "preprocessing test allows 1e-5): not applied",
         },
         "int8_agreement_random_weights": manifest["graphs"]["image"]["variants"]["int8"]["agreement_to_fp32"],
+        "int8_static_random_weights": {
+            k: v for k, v in manifest["graphs"]["image"]["variants"]["int8"].get("static", {}).items()
+            if k in ("calibration", "agreement_to_fp32", "agreement_in_sample")}
+        or manifest["graphs"]["image"].get("not_written", {}).get("int8_static"),
         "int8_kept_float_random_weights": manifest["graphs"]["image"]["variants"]["int8"]["kept_float"][
             "backbone_weight_matmuls"],
         "int8_world_model": world,

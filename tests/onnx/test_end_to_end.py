@@ -78,11 +78,18 @@ def test_cli_bundle_has_all_graphs(fitted: dict[str, Any]) -> None:
     assert set(manifest["graphs"]["image"]["variants"]) == {"fp32", "int8"}
     assert manifest["n_concepts"] == len(fitted["model"].concepts) >= len(CONCEPTS) // 2
     lines = fitted["cli_output"].splitlines()
-    # a line per image-graph variant and one for the agreement with the backbone itself, no JSON dump
-    assert lines[0].startswith("wrote") and len(lines) == 4
+    # a line per image-graph variant (the static int8 graph's, or why it was not written) and
+    # one for the agreement with the backbone itself, no JSON dump
+    assert lines[0].startswith("wrote") and len(lines) == 5
     assert "fp32:" in lines[1] and "latent min cosine to torch" in lines[1] and "int8:" in lines[2]
     to_backbone = manifest["graphs"]["image"]["agreement_to_backbone"]
-    assert "backbone's own encode_images" in lines[3] and f"{to_backbone['min_cosine']:.6f}" in lines[3]
+    if "static" in manifest["graphs"]["image"]["variants"]["int8"]:
+        assert "int8 static:" in lines[3] and "through OpenVINO" in lines[3]
+        backbone_line = lines[4]
+    else:  # this small model calibrated on 6 synthetic images can miss the target: said, not hidden
+        assert "int8_static" in lines[4] and "below the target" in lines[4]
+        backbone_line = lines[3]
+    assert "backbone's own encode_images" in backbone_line and f"{to_backbone['min_cosine']:.6f}" in backbone_line
 
 
 def test_runtime_matches_the_torch_model(fitted: dict[str, Any]) -> None:

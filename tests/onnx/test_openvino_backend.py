@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,10 +51,52 @@ def test_openvino_fp32_equals_onnxruntime_fp32_on_every_graph(bundle: Path, pixe
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
-def test_openvino_int8_runs_the_bundles_int8_graph(bundle: Path, pixels: np.ndarray) -> None:
-    ort_int8 = Runtime(bundle, backend="onnxruntime", precision="int8").run_pixels(pixels)
-    ov_int8 = Runtime(bundle, backend="openvino", precision="int8").run_pixels(pixels)
-    assert cosine_rows(ort_int8.latent, ov_int8.latent).min() > 0.9999
+def test_openvino_int8_runs_the_static_graph_and_onnxruntime_the_dynamic_one(bundle: Path, pixels: np.ndarray
+                                                                            ) -> None:
+    import json
+
+    variant = json.loads((bundle / "manifest.json").read_text())["graphs"]["image"]["variants"]["int8"]
+    static = variant["static"]
+    assert (bundle / static["file"]).is_file() and static["file"] != variant["file"]
+    assert static["agreement_to_fp32"]["on"].startswith("images not used for calibration")
+    assert static["calibration"]["images"] == 12  # the synthetic check images
+    assert static["agreement_to_fp32"]["latent"]["min_cosine"] >= 0.999
+    ref = Runtime(bundle, backend="onnxruntime", precision="fp32").run_pixels(pixels)
+    dynamic = Runtime(bundle, backend="onnxruntime", precision="int8").run_pixels(pixels)
+    rt = Runtime(bundle, backend="openvino", precision="int8")
+    out = rt.run_pixels(pixels)
+    assert "static int8" in " ".join(rt.providers)
+    # images the calibration never saw still agree with fp32 at the bar (latent); concepts
+    # too, less closely: 12 calibration images set the ranges roughly (0.9992 measured here)
+    assert cosine_rows(ref.latent, out.latent).min() >= 0.999
+    assert cosine_rows(ref.concepts, out.concepts).min() >= 0.995
+    # a different graph from onnxruntime's dynamic one (fixed ranges, not per-batch ones)
+    assert np.abs(out.image_features - dynamic.image_features).max() > 1e-4
+    # and the concept head stays in fp32 behind its features, as for bf16
+    concepts, latent = Runtime(bundle, backend="onnxruntime", precision="fp32").encode_features(out.image_features)
+    np.testing.assert_allclose(out.concepts, concepts, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out.latent, latent, atol=1e-5, rtol=0)
+
+
+def test_without_a_static_graph_openvino_int8_runs_the_dynamic_one(tiny: Any, tmp_path: Path,
+                                                                    pixels: np.ndarray) -> None:
+    import json
+
+    from ceir_onnx.export import export_bundle
+
+    parts, _ = tiny
+    asked = export_bundle(parts, tmp_path / "asked", int8=True, int8_static=False, progress=False)
+    # a target no int8 graph meets: the dynamic one is kept (and says so), the static one is not written
+    strict = export_bundle(parts, tmp_path / "strict", int8=True, int8_min_cosine=0.9999999, progress=False)
+    image = json.loads((strict / "manifest.json").read_text())["graphs"]["image"]
+    assert image["variants"]["int8"]["target_met"] is False and "static" not in image["variants"]["int8"]
+    assert "below the target 0.9999999" in image["not_written"]["int8_static"]
+    for out in (asked, strict):
+        assert not list(out.glob("*static*"))
+        ort_int8 = Runtime(out, backend="onnxruntime", precision="int8").run_pixels(pixels)
+        rt = Runtime(out, backend="openvino", precision="int8")
+        assert rt.providers == ["OpenVINO CPU (f32)"]
+        assert cosine_rows(ort_int8.latent, rt.run_pixels(pixels).latent).min() > 0.9999
 
 
 def test_bf16_agrees_with_fp32_and_keeps_the_head_in_fp32(bundle: Path, pixels: np.ndarray) -> None:

@@ -12,7 +12,10 @@ import click
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--fp16", is_flag=True, help="Also write a float16 image graph (for GPUs).")
-@click.option("--int8", is_flag=True, help="Also write an int8 dynamically quantized image graph (for CPUs).")
+@click.option("--int8", is_flag=True, help="Also write int8 image graphs for CPUs: dynamically quantized (run by "
+              "onnxruntime) and static, calibrated on the check images (run by OpenVINO).")
+@click.option("--int8-static/--no-int8-static", default=True, show_default=True,
+              help="With --int8, also write the static int8 graph OpenVINO runs (calibration adds export time).")
 @click.option(
     "--int8-min-cosine", default=0.999, show_default=True, type=click.FloatRange(0.0, 1.0),
     help="int8 target agreement to fp32 (min cosine of latents and concepts on the check images); below it, "
@@ -27,7 +30,7 @@ import click
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at OUT_DIR.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def onnx_command(
-    model_dir: Path, out_dir: Path, fp16: bool, int8: bool, int8_min_cosine: float, opset: int,
+    model_dir: Path, out_dir: Path, fp16: bool, int8: bool, int8_static: bool, int8_min_cosine: float, opset: int,
     check_images: Path | None, overwrite: bool, quiet: bool,
 ) -> None:
     """Export the fitted model in MODEL_DIR to an ONNX bundle in OUT_DIR."""
@@ -35,8 +38,8 @@ def onnx_command(
     from ceir_onnx.export import export_model_dir
 
     out = export_model_dir(
-        model_dir, out_dir, fp16=fp16, int8=int8, int8_min_cosine=int8_min_cosine or None, opset=opset,
-        overwrite=overwrite, check_images=check_images, progress=not quiet,
+        model_dir, out_dir, fp16=fp16, int8=int8, int8_static=int8_static, int8_min_cosine=int8_min_cosine or None,
+        opset=opset, overwrite=overwrite, check_images=check_images, progress=not quiet,
     )
     manifest = read_manifest(out, verify=False)
     click.echo(f"wrote {out}")
@@ -52,6 +55,11 @@ def onnx_command(
         if variant.get("target_met") is False:
             line += f" (BELOW the target {variant.get('target_min_cosine')})"
         click.echo(line)
+        if "static" in variant:  # the OpenVINO int8 graph, measured on images it was not calibrated on
+            static, agree = variant["static"], variant["static"]["agreement_to_fp32"]
+            click.echo(f"  {name} static: {(out / static['file']).stat().st_size / 1e6:.1f} MB, for "
+                       f"{static['intended_for']}; latent min cosine to fp32 "
+                       f"{agree['latent']['min_cosine']:.6f} ({agree['on']})")
     image = manifest["graphs"]["image"]
     to_backbone = image.get("agreement_to_backbone")
     if to_backbone:  # the bundle against the backbone's own encode_images (preprocessing included)

@@ -99,7 +99,7 @@ class OpenVINOGraph:
     (an infer request per thread: a request's buffers are overwritten by its next call)."""
 
     def __init__(self, path: Path, *, hint: str = "f32", threads: int | None = None,
-                 outputs: tuple[str, ...] | None = None) -> None:
+                 outputs: tuple[str, ...] | None = None, label: str | None = None) -> None:
         ov = import_openvino()
         core = openvino_core()
         try:
@@ -117,7 +117,7 @@ class OpenVINOGraph:
             raise IncompatibleFileError(
                 f"OpenVINO {ov.__version__} cannot load {path}: {exc}; use backend='onnxruntime', or "
                 "re-export the bundle / upgrade openvino") from exc
-        self.path, self.hint = path, hint
+        self.path, self.hint, self.label = path, hint, label or hint
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self._local = threading.local()
 
@@ -135,7 +135,7 @@ class OpenVINOGraph:
         return [values[self.output_names.index(name)] for name in output_names]
 
     def get_providers(self) -> list[str]:
-        return [f"OpenVINO CPU ({self.hint})"]
+        return [f"OpenVINO CPU ({self.label})"]
 
 
 class SplitImageGraph:

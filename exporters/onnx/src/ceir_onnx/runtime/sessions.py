@@ -65,8 +65,9 @@ class Sessions:
         self.providers: list[str] = list(self.image.get_providers())
 
     def _init_openvino(self, precision: str, providers: str | Sequence[str] | None, spinning: bool) -> None:
-        """OpenVINO on the CPU: the fp32 and int8 image graphs as they are; bf16/fp16 as the fp32
-        graph's backbone at that precision followed by the fp32 head graph."""
+        """OpenVINO on the CPU: the fp32 image graph as it is; bf16/fp16 as the fp32 graph's
+        backbone at that precision followed by the fp32 head graph; int8 as the static int8
+        graph's backbone and the fp32 head where the bundle has them (else the dynamic graph)."""
         if providers not in (None, "auto", "cpu", "CPUExecutionProvider", ["cpu"], ["CPUExecutionProvider"]):
             raise BadInputError(
                 f"the OpenVINO backend runs on the CPU; providers {providers!r} are onnxruntime's: leave "
@@ -91,10 +92,20 @@ class Sessions:
                 f"{precision} keeps the concept head in fp32 through the bundle's head graph, which this bundle "
                 "(exported by an older ceir-onnx) lacks: re-export it with `ceir export onnx MODEL_DIR OUT_DIR`")
         self.precision, self.spinning = precision, spinning  # OpenVINO's threads do not spin-wait
+        static = variants.get("int8", {}).get("static") if precision == "int8" else None
+        has_head = "head" in self.manifest["graphs"]
         if precision in HINTED:
             backbone = OpenVINOGraph(self.root / variants["fp32"]["file"], hint=HINTED[precision],
                                      threads=self.threads, outputs=("image_features",))
             self.image = SplitImageGraph(backbone, self.graph("head", f"the {precision} image path"))
+        elif static and has_head:
+            # The static int8 graph (ceir_onnx.variants.quantize_int8_static): its int8 products
+            # are fixed by the graph; the float ops between them run in bf16 where the CPU has
+            # bf16 units (faster, and the concept head stays in fp32 behind the features).
+            hint = "bf16" if openvino_supports("bf16") else "f32"
+            backbone = OpenVINOGraph(self.root / static["file"], hint=hint, threads=self.threads,
+                                     outputs=("image_features",), label=f"static int8, float ops {hint}")
+            self.image = SplitImageGraph(backbone, self.graph("head", "the int8 image path"))
         else:
             self.image = OpenVINOGraph(self.root / variants[precision]["file"], threads=self.threads)
         self.providers = list(self.image.get_providers())

@@ -126,6 +126,7 @@ def bundle_key(manifest: dict[str, Any]) -> dict[str, str]:
     files = manifest.get("files", {})
     graphs = manifest["graphs"]
     names = [v["file"] for v in graphs["image"]["variants"].values()]
+    names += [v["static"]["file"] for v in graphs["image"]["variants"].values() if "static" in v]
     if "head" in graphs:
         names.append(graphs["head"]["variants"]["fp32"]["file"])
     return {name: str(files.get(name, {}).get("sha256", "")) for name in sorted(names)}
@@ -202,8 +203,8 @@ def candidates(manifest: dict[str, Any], installed: dict[str, str]) -> list[tupl
     """The backend x precision paths this bundle and environment offer on a CPU.
 
     onnxruntime: fp32 and int8 (its CPU provider has no bf16 path, and fp16 graphs run slowly
-    on CPU: the fp16 variant is for GPUs). OpenVINO: fp32, int8, and bf16 / fp16 where its CPU
-    plugin says the CPU computes them natively."""
+    on CPU: the fp16 variant is for GPUs). OpenVINO: fp32, int8 (the static graph where the
+    bundle has one), and bf16 / fp16 where its CPU plugin says the CPU computes them natively."""
     variants = manifest["graphs"]["image"]["variants"]
     found: list[tuple[str, str]] = []
     if "onnxruntime" in installed:
