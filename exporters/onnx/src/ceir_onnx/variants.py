@@ -1,9 +1,9 @@
 """Reduced-precision variants of an exported graph and their measured agreement.
 
-int8: onnxruntime dynamic quantization (weights int8, activations quantized per batch at
-run time) for CPUs through onnxruntime, and static QDQ quantization (activation ranges fixed
-from calibration images) for CPUs through OpenVINO. fp16: weights and compute in half precision with float32 inputs and
-outputs kept, for GPUs. Agreement is measured against the fp32 graph on given inputs.
+int8: dynamic quantization (weights int8, activations quantized per batch at run time) for
+CPUs through onnxruntime, and static QDQ quantization (activation ranges fixed from calibration
+images) for CPUs through OpenVINO. fp16: weights and compute in half precision with float32
+inputs and outputs kept, for GPUs. Agreement is measured against the fp32 graph on given inputs.
 """
 
 from __future__ import annotations
@@ -79,12 +79,13 @@ def quantize_int8_static(
     around them, with activation ranges calibrated on ``pixels``; returns how many GELUs were
     fused. The same nodes stay float as in :func:`quantize_int8`.
 
-    Why a second int8 graph: OpenVINO turns a QDQ graph into real int8 kernels (AMX/VNNI) with
-    fixed scales, about 1.2x its bf16 path on ViT-B-32 here, while it runs the dynamic graph's
-    per-batch quantization slowly (below its fp32). onnxruntime is the other way round: it runs
-    this graph at about 0.8x its dynamic int8. So each backend runs the int8 graph it is fast
-    on (docs/deploy.md). Fixed ranges clip activations the calibration images never reached,
-    which is why the exporter measures this graph on images it was not calibrated on.
+    Why a second int8 graph: OpenVINO turns a QDQ graph into int8 kernels (AMX/VNNI) with fixed
+    scales, while it runs the dynamic graph's per-batch quantization slowly (0.75x torch fp32 on
+    ViT-B-32 here; the static graph 2.65x, about its bf16 path). onnxruntime is the other way
+    round: it runs this graph at about 0.8x its dynamic int8. So each backend runs the int8
+    graph it is fast on, and `ceir tune` measures which path wins (docs/deploy.md). Fixed
+    ranges clip activations the calibration images never reached, which is why the exporter
+    measures this graph on images it was not calibrated on.
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
