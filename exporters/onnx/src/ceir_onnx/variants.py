@@ -9,7 +9,8 @@ inputs and outputs kept, for GPUs. Agreement is measured against the fp32 graph 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +61,29 @@ def quantize_int8(
     exclude += [f"{name}_MatMul" for name in exclude]
     # MatMul/Gemm carry almost all the weights and time of a ViT; per-channel keeps the
     # error of randomly scaled rows small. Attention and LayerNorm stay in float.
-    quantize_dynamic(
-        src,
-        dst,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul", "Gemm"],
-        nodes_to_exclude=exclude,
-    )
+    with _without_preprocessing_advice():
+        quantize_dynamic(
+            src,
+            dst,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            nodes_to_exclude=exclude,
+        )
     return fuse_gelu(dst) if fuse else 0
+
+
+@contextmanager
+def _without_preprocessing_advice() -> Iterator[None]:
+    """onnxruntime's quantizers advise their shape-inference pre-pass on the root logger, up to
+    three times per call. That pass optimises the graph and may rename or merge nodes, and the
+    nodes kept in float are named, so it is not run here, and its advice is dropped."""
+    advice = _DropMessages("pre-processing")
+    logging.getLogger().addFilter(advice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(advice)
 
 
 def quantize_int8_static(
@@ -101,19 +116,12 @@ def quantize_int8_static(
     exclude = downstream_nodes(onnx.load(str(src), load_external_data=False), keep_float_after) \
         if keep_float_after else []
     exclude += list(keep_float) + [f"{name}_MatMul" for name in keep_float]
-    # The quantizer advises its shape-inference pre-pass on the root logger, three times; that
-    # pass optimises the graph and may rename or merge nodes, and the float-kept ones are named, so
-    # it is not run here, and its advice is dropped.
-    advice = _DropMessages("pre-processing")
-    logging.getLogger().addFilter(advice)
-    try:
+    with _without_preprocessing_advice():
         quantize_static(
             src, dst, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=exclude,
         )
-    finally:
-        logging.getLogger().removeFilter(advice)
     return fuse_gelu(dst)
 
 
