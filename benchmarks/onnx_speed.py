@@ -423,6 +423,7 @@ def main() -> None:
     from ceir_onnx.benchmarking import open_clip_parts
     from ceir_onnx.export import _image_graph_module, export_bundle, synthetic_images
     from ceir_onnx.runtime import Runtime
+    from ceir_onnx.runtime.tune import check_pixels
     from ceir_onnx.variants import cosine_rows
 
     batch, rounds, n_jpeg, world_sizes = (8, 3, 16, (512, 64)) if args.quick else (32, 7, 64, (5000, 512))
@@ -440,8 +441,7 @@ def main() -> None:
     export_s = time.perf_counter() - t0
     # Timed and compared on other images of the same kind (speed does not depend on the content;
     # agreement does, and the static int8 graph's ranges come from the check images).
-    pixels: np.ndarray = Runtime(bundle, backend="onnxruntime", precision="fp32").preprocess(
-        synthetic_images(batch, seed=3))
+    pixels, _ = check_pixels(json.loads((bundle / "manifest.json").read_text()), synthetic_images(batch, seed=3))
 
     graph = _image_graph_module(parts)
     x = torch.from_numpy(pixels)

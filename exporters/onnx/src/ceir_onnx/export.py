@@ -221,21 +221,22 @@ def _int8_static_variant(stage: Path, pixels: np.ndarray, fp32_out: list[np.ndar
         return quantize_int8_static(stage / "image.onnx", path, calibration, input_name=IMAGE_INPUT,
                                     keep_float_after="image_features", keep_float=kept)
 
-    held_out = len(pixels) >= 4
-    if held_out:
+    def held_out_agreement() -> dict[str, Any]:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="ceir-int8-probe-") as tmp:  # not part of the bundle
             probe = Path(tmp) / "probe.onnx"
             quantized(pixels[0::2], probe)
-            agree = agreement([o[1::2] for o in fp32_out],
-                              run_graph(probe, {IMAGE_INPUT: pixels[1::2]}, batch_size=AGREEMENT_BATCH),
-                              list(IMAGE_OUTPUTS))
+            return agreement([o[1::2] for o in fp32_out],
+                             run_graph(probe, {IMAGE_INPUT: pixels[1::2]}, batch_size=AGREEMENT_BATCH),
+                             list(IMAGE_OUTPUTS))
+
+    held_out = len(pixels) >= 4
+    unseen = held_out_agreement() if held_out else None
     gelus = quantized(pixels, dst)
     in_sample = agreement(fp32_out, run_graph(dst, {IMAGE_INPUT: pixels}, batch_size=AGREEMENT_BATCH),
                           list(IMAGE_OUTPUTS))
-    if not held_out:
-        agree = in_sample
+    agree = unseen or in_sample
     worst = min(agree["latent"]["min_cosine"], agree["concepts"]["min_cosine"])
     if target is not None and worst < target:
         dst.unlink()

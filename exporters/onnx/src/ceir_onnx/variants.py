@@ -51,14 +51,9 @@ def quantize_int8(
     magnifies any error in the backbone features; quantizing the head as well adds error
     where it costs most and saves almost no time, so the head is left in float.
     """
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    exclude = downstream_nodes(onnx.load(str(src), load_external_data=False), keep_float_after) \
-        if keep_float_after else []
-    exclude += list(keep_float)
-    # The quantizer first rewrites each Gemm as MatMul (named "<gemm>_MatMul") + Add.
-    exclude += [f"{name}_MatMul" for name in exclude]
+    exclude = _kept_float(src, keep_float_after, keep_float)
     # MatMul/Gemm carry almost all the weights and time of a ViT; per-channel keeps the
     # error of randomly scaled rows small. Attention and LayerNorm stay in float.
     with _without_preprocessing_advice():
@@ -71,6 +66,18 @@ def quantize_int8(
             nodes_to_exclude=exclude,
         )
     return fuse_gelu(dst) if fuse else 0
+
+
+def _kept_float(src: Path, keep_float_after: str | None, keep_float: Sequence[str]) -> list[str]:
+    """The node names a quantizer must leave in float: everything reading ``keep_float_after``
+    (the head) and the nodes named in ``keep_float``."""
+    import onnx
+
+    exclude = downstream_nodes(onnx.load(str(src), load_external_data=False), keep_float_after) \
+        if keep_float_after else []
+    exclude += list(keep_float)
+    # The dynamic quantizer first rewrites each Gemm as MatMul (named "<gemm>_MatMul") + Add.
+    return exclude + [f"{name}_MatMul" for name in exclude]
 
 
 @contextmanager
@@ -102,7 +109,6 @@ def quantize_int8_static(
     ranges clip activations the calibration images never reached, which is why the exporter
     measures this graph on images it was not calibrated on.
     """
-    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Batches(CalibrationDataReader):
@@ -113,9 +119,7 @@ def quantize_int8_static(
             start = next(self.starts, None)
             return None if start is None else {input_name: pixels[start:start + batch_size]}
 
-    exclude = downstream_nodes(onnx.load(str(src), load_external_data=False), keep_float_after) \
-        if keep_float_after else []
-    exclude += list(keep_float) + [f"{name}_MatMul" for name in keep_float]
+    exclude = _kept_float(src, keep_float_after, keep_float)
     with _without_preprocessing_advice():
         quantize_static(
             src, dst, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,

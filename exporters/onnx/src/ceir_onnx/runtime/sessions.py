@@ -93,12 +93,11 @@ class Sessions:
                 "(exported by an older ceir-onnx) lacks: re-export it with `ceir export onnx MODEL_DIR OUT_DIR`")
         self.precision, self.spinning = precision, spinning  # OpenVINO's threads do not spin-wait
         static = variants.get("int8", {}).get("static") if precision == "int8" else None
-        has_head = "head" in self.manifest["graphs"]
         if precision in HINTED:
             backbone = OpenVINOGraph(self.root / variants["fp32"]["file"], hint=HINTED[precision],
                                      threads=self.threads, outputs=("image_features",))
             self.image = SplitImageGraph(backbone, self.graph("head", f"the {precision} image path"))
-        elif static and has_head:
+        elif static:  # written only by exporters that also write the head graph
             # The static int8 graph (ceir_onnx.variants.quantize_int8_static): its int8 products
             # are fixed by the graph; the float ops between them run in bf16 where the CPU has
             # bf16 units (faster, and the concept head stays in fp32 behind the features).
